@@ -1,0 +1,63 @@
+"""Explorer update latency: headless, through the JupyterLab widgets, and against a rebuild.
+
+For each explorer, a control is swept over values 50 times and three paths are timed:
+  headless   Explorer.update: compute plus building every panel's trace dicts
+  ipywidget  setting the control widget through to the FigureWidgets updated in place
+  rebuild    the common notebook pattern, the peer: compute, then a new plotly Figure per
+             panel serialized for display (what `fig.show()` in an interact callback costs)
+
+Run: python benchmarks/explorer_latency.py [--updates 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+
+from widgets import measure_latency
+from widgets.explorers import noised_mixture_explorer
+
+EXPLORERS = {
+    "tour: noised mixture (4,000 samples)": (noised_mixture_explorer, "sigma", (0.05, 0.95)),
+}
+
+
+def rebuild_latency(explorer, control: str, values) -> dict:
+    times = []
+    for value in values:
+        start = time.perf_counter()
+        update = explorer.update(**{control: value})
+        for figure in update.figures.values():
+            go.Figure(figure).to_json()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": statistics.median(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=50)
+    args = parser.parse_args()
+    columns = ("headless", "ipywidget", "rebuild", "rebuild/ipywidget")
+    header = f"{'explorer':40} " + " ".join(f"{c:>10}" for c in columns[:3]) + f" {columns[3]:>18}"
+    print(header)
+    print("-" * len(header))
+    for name, (factory, control, (lo, hi)) in EXPLORERS.items():
+        explorer = factory()
+        values = list(np.linspace(lo, hi, args.updates))
+        headless = measure_latency(explorer, control, values, frontend="headless")
+        widget = measure_latency(explorer, control, values, frontend="ipywidget")
+        rebuild = rebuild_latency(explorer, control, values)
+        ratio = rebuild["median_ms"] / widget["median_ms"]
+        print(
+            f"{name:40} {headless['median_ms']:8.1f}ms {widget['median_ms']:8.1f}ms "
+            f"{rebuild['median_ms']:8.1f}ms {ratio:17.1f}x"
+        )
+    print("medians over", args.updates, "updates; lower is better")
+
+
+if __name__ == "__main__":
+    main()

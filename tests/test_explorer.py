@@ -1,0 +1,545 @@
+"""Headless tests of the Explorer framework and both of its front ends.
+
+A tiny explorer (a sum of harmonics of a sine or square wave) exercises every control type;
+the figures' data are compared with arrays computed independently in the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from widgets import (
+    Choice,
+    ControlError,
+    Explorer,
+    FigurePanel,
+    MultiChoice,
+    Slider,
+    Toggle,
+    Update,
+    measure_latency,
+)
+
+T = np.linspace(0.0, 1.0, 64)
+BUG_FREQUENCY = 7  # compute raises a non-ValueError here, standing in for a bug
+
+
+def wave(waveform: str, phase: np.ndarray) -> np.ndarray:
+    return np.sin(phase) if waveform == "sine" else np.sign(np.sin(phase))
+
+
+def expected_components(
+    amplitude: float = 1.0,
+    frequency: int = 2,
+    waveform: str = "sine",
+    envelope: bool = False,
+    harmonics: tuple[int, ...] = (1,),
+    damping: float = 0.01,
+) -> dict[int, np.ndarray]:
+    decay = np.exp(-damping * 100 * T) if envelope else np.ones_like(T)
+    return {
+        h: amplitude / h * wave(waveform, 2 * np.pi * frequency * h * T) * decay for h in harmonics
+    }
+
+
+def compute(
+    amplitude: float,
+    frequency: int,
+    waveform: str,
+    envelope: bool,
+    harmonics: tuple[int, ...],
+    damping: float,
+) -> dict[int, np.ndarray]:
+    if waveform == "square" and 3 in harmonics:
+        raise ValueError("a square wave supports harmonics 1 and 2 only\n(try the sine)")
+    if frequency == BUG_FREQUENCY:
+        raise RuntimeError("frequency 7 hits a bug")
+    return expected_components(amplitude, frequency, waveform, envelope, harmonics, damping)
+
+
+def signal_traces(components: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+    total = sum(components.values())
+    return [{"type": "scatter", "x": T, "y": total, "mode": "lines", "name": "signal"}]
+
+
+def component_traces(components: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+    return [
+        {"type": "scatter", "x": T, "y": y, "mode": "lines", "name": f"harmonic {h}"}
+        for h, y in components.items()
+    ]
+
+
+def make_explorer(compute_fn=compute, continuous: Any = "auto") -> Explorer:
+    return Explorer(
+        title="Harmonics",
+        description="A sum of harmonics, optionally damped.",
+        controls=[
+            Slider("amplitude", "amplitude A (V)", 0.0, 2.0, 1.0, step=0.05),
+            Slider("frequency", "frequency f (Hz)", 1, 10, 2, integer=True),
+            Choice("waveform", "waveform", ["sine", "square"], "sine"),
+            Toggle("envelope", "decay envelope", False),
+            MultiChoice("harmonics", "harmonics", {"1st": 1, "2nd": 2, "3rd": 3}, (1,)),
+            Slider("damping", "damping rate γ (1/s)", 1e-3, 10.0, 0.01, log=True),
+        ],
+        compute=compute_fn,
+        panels=[
+            FigurePanel("signal", "signal", signal_traces, layout={"yaxis": {"title": "V"}}),
+            FigurePanel(
+                "components",
+                "components",
+                component_traces,
+                layout=lambda c: {"xaxis": {"title": f"{len(c)} harmonics"}},
+                width=500,
+            ),
+        ],
+        continuous=continuous,
+    )
+
+
+@pytest.fixture
+def explorer() -> Explorer:
+    return make_explorer()
+
+
+def signal_y(update: Update) -> np.ndarray:
+    return np.asarray(update.figures["signal"]["data"][0]["y"])
+
+
+# --------------------------------------------------------------------------------------------
+# Declaration
+# --------------------------------------------------------------------------------------------
+
+
+def test_defaults_controls_and_panels(explorer):
+    assert explorer.defaults == {
+        "amplitude": 1.0,
+        "frequency": 2,
+        "waveform": "sine",
+        "envelope": False,
+        "harmonics": (1,),
+        "damping": 0.01,
+    }
+    assert list(explorer.controls) == list(explorer.defaults)
+    assert list(explorer.panels) == ["signal", "components"]
+    assert isinstance(explorer.controls["frequency"].default, int)
+
+
+def test_invalid_declarations_fail_at_once():
+    with pytest.raises(ValueError, match="min < max"):
+        Slider("x", "x", 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="min > 0"):
+        Slider("x", "x", 0.0, 1.0, 0.5, log=True)
+    with pytest.raises(ControlError, match=r"x must be a number in \[0, 1\], got 2"):
+        Slider("x", "x", 0.0, 1.0, 2)
+    with pytest.raises(ValueError, match="two controls are named 'a'"):
+        panel = FigurePanel("p", "p", lambda r: [])
+        Explorer("t", [Toggle("a", "a", True), Toggle("a", "b", True)], lambda a: a, [panel])
+    with pytest.raises(ValueError, match="at least one figure panel"):
+        Explorer("t", [Toggle("a", "a", True)], lambda a: a, [])
+    with pytest.raises(ValueError, match="continuous"):
+        make_explorer(continuous="sometimes")
+
+
+def test_log_slider_base():
+    assert Slider("lr", "learning rate", 2.0**-12, 2.0**-2, 2.0**-6, log=True).log_base == 2
+    assert Slider("s", "σ", 1e-3, 1e2, 1.0, log=True).log_base == 10
+    assert Slider("s", "σ", 0.002, 80.0, 1.0, log=True).log_base == 10
+    assert Slider("n", "samples", 1.0, 1000.0, 10.0, log=True).log_base == 10
+    assert Slider("w", "width", 64.0, 4096.0, 256.0, log=True).log_base == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The headless path
+# --------------------------------------------------------------------------------------------
+
+
+def test_update_returns_expected_figures(explorer):
+    update = explorer.update(amplitude=0.5, harmonics=(1, 2))
+    assert update.ok and update.error is None
+    components = expected_components(amplitude=0.5, harmonics=(1, 2))
+    np.testing.assert_allclose(signal_y(update), components[1] + components[2])
+    component_data = update.figures["components"]["data"]
+    assert [t["name"] for t in component_data] == ["harmonic 1", "harmonic 2"]
+    np.testing.assert_allclose(component_data[1]["y"], components[2])
+    assert update.figures["signal"]["layout"]["title"] == {"text": "signal"}
+    assert update.figures["signal"]["layout"]["yaxis"] == {"title": "V"}
+    assert update.figures["components"]["layout"]["xaxis"] == {"title": "2 harmonics"}
+    assert update.figures["components"]["layout"]["width"] == 500
+    assert update.compute_ms >= 0 and update.render_ms >= 0
+    assert update.total_ms == pytest.approx(update.compute_ms + update.render_ms)
+
+
+def test_missing_values_come_from_the_last_update(explorer):
+    first = explorer.update()
+    assert first.values == explorer.defaults
+    explorer.update(amplitude=0.5)
+    second = explorer.update(envelope=True)
+    assert second.values == {**explorer.defaults, "amplitude": 0.5, "envelope": True}
+    expected = expected_components(amplitude=0.5, envelope=True)[1]
+    np.testing.assert_allclose(signal_y(second), expected)
+
+
+def test_values_are_coerced(explorer):
+    update = explorer.update(frequency=3.0, harmonics=[2, 1, 2], envelope=np.bool_(True))
+    assert update.ok
+    assert update.values["frequency"] == 3 and isinstance(update.values["frequency"], int)
+    assert update.values["harmonics"] == (1, 2)
+    assert update.values["envelope"] is True
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"amplitude": 3.0}, "amplitude A (V) must be a number in [0, 2], got 3.0"),
+        ({"amplitude": float("nan")}, "amplitude A (V) must be a number in [0, 2], got nan"),
+        ({"amplitude": float("inf")}, "amplitude A (V) must be a number in [0, 2], got inf"),
+        ({"amplitude": "1"}, "amplitude A (V) must be a number in [0, 2], got '1'"),
+        ({"frequency": 0}, "frequency f (Hz) must be an integer in [1, 10], got 0"),
+        ({"frequency": 2.5}, "frequency f (Hz) must be an integer in [1, 10], got 2.5"),
+        ({"frequency": True}, "frequency f (Hz) must be an integer in [1, 10], got True"),
+        ({"waveform": "saw"}, "waveform must be one of 'sine', 'square', got 'saw'"),
+        ({"envelope": 1}, "decay envelope must be True or False, got 1"),
+        ({"harmonics": (4,)}, "harmonics must be a tuple of values from 1, 2, 3, got (4,)"),
+        ({"harmonics": ()}, "harmonics must select at least one of 1, 2, 3, got ()"),
+        ({"harmonics": "1"}, "harmonics must be a tuple of values from 1, 2, 3, got '1'"),
+        ({"damping": 0.0}, "damping rate γ (1/s) must be a number in [0.001, 10], got 0.0"),
+        ({"damping": 100}, "damping rate γ (1/s) must be a number in [0.001, 10], got 100"),
+    ],
+)
+def test_invalid_values_give_an_inline_error_and_keep_the_state(explorer, values, expected):
+    good = explorer.update(amplitude=0.5)
+    bad = explorer.update(**values)
+    assert not bad.ok
+    assert bad.error == expected
+    assert "\n" not in bad.error
+    assert bad.result is None and bad.figures is None
+    assert explorer.last_update is good
+    assert explorer.values == good.values
+    with pytest.raises(ControlError) as raised:
+        bad.raise_for_error()
+    assert str(raised.value) == expected
+    # The next update starts from the last good values, not the rejected ones.
+    assert explorer.update().values == good.values
+
+
+def test_several_invalid_values_are_all_reported(explorer):
+    update = explorer.update(amplitude=-1.0, waveform="saw")
+    assert "amplitude A (V)" in update.error and "waveform" in update.error
+
+
+def test_unknown_control_raises_type_error_naming_valid_names(explorer):
+    with pytest.raises(TypeError, match=r"'amplitud'.*valid names: amplitude, frequency"):
+        explorer.update(amplitud=1.0)
+
+
+def test_compute_value_error_is_an_inline_one_line_error(explorer):
+    good = explorer.update(harmonics=(1, 3))
+    bad = explorer.update(waveform="square")
+    assert bad.error == "a square wave supports harmonics 1 and 2 only (try the sine)"
+    assert bad.figures is None and bad.values["waveform"] == "square"
+    assert explorer.last_update is good
+
+
+def test_other_compute_exceptions_are_re_raised(explorer):
+    good = explorer.update()
+    with pytest.raises(RuntimeError, match="bug"):
+        explorer.update(frequency=BUG_FREQUENCY)
+    assert explorer.last_update is good
+
+
+def test_figure_returns_a_plotly_figure(explorer):
+    figure = explorer.figure("signal")
+    np.testing.assert_allclose(figure.data[0].y, expected_components()[1])
+    assert figure.layout.title.text == "signal"
+    update = explorer.update(harmonics=(1, 2, 3))
+    assert len(explorer.figure("components", update).data) == 3
+    with pytest.raises(KeyError, match="panels: signal, components"):
+        explorer.figure("nope")
+    with pytest.raises(ControlError):
+        explorer.figure("signal", explorer.update(amplitude=9.0))
+
+
+def test_importing_widgets_does_not_import_front_ends():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import widgets
+
+    code = (
+        "import sys, widgets; "
+        "print(sorted(m for m in ('ipywidgets', 'panel', 'plotly') if m in sys.modules))"
+    )
+    package_root = str(Path(widgets.__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# The ipywidgets front end
+# --------------------------------------------------------------------------------------------
+
+
+def ipy_view(explorer: Explorer):
+    box = explorer.ipywidget()
+    return box, box._explorer_view
+
+
+def test_ipywidget_structure(explorer):
+    import ipywidgets as ipw
+    import plotly.graph_objects as go
+
+    box, view = ipy_view(explorer)
+    assert isinstance(box, ipw.VBox)
+    assert "Harmonics" in box.children[0].value
+    assert set(view.control_widgets) == set(explorer.controls)
+    assert isinstance(view.control_widgets["damping"], ipw.FloatLogSlider)
+    assert isinstance(view.control_widgets["frequency"], ipw.IntSlider)
+    assert isinstance(view.control_widgets["harmonics"], ipw.SelectMultiple)
+    assert view.control_widgets["amplitude"].style.description_width == "initial"
+    assert view.control_widgets["amplitude"].description == "amplitude A (V)"
+    assert all(isinstance(f, go.FigureWidget) for f in view.figure_widgets.values())
+    assert view.error_widget.layout.display == "none"
+    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, expected_components()[1])
+
+
+def test_ipywidget_control_change_updates_figures_in_place(explorer):
+    _, view = ipy_view(explorer)
+    figure = view.figure_widgets["signal"]
+    trace = figure.data[0]
+    view.control_widgets["amplitude"].value = 0.5
+    assert figure.data[0] is trace  # updated in place, not replaced
+    np.testing.assert_allclose(trace.y, expected_components(amplitude=0.5)[1])
+    assert view.error_widget.layout.display == "none"
+    assert "updated in" in view.status_widget.value
+
+    view.control_widgets["damping"].value = 0.1
+    view.control_widgets["envelope"].value = True
+    expected = expected_components(amplitude=0.5, envelope=True, damping=0.1)[1]
+    np.testing.assert_allclose(trace.y, expected)
+
+
+def test_ipywidget_vanished_trace_properties_are_reset():
+    def traces(result: dict[str, Any]) -> list[dict[str, Any]]:
+        trace = {"type": "scatter", "y": result["y"]}
+        if result["marked"]:
+            trace["marker"] = {"color": "red"}
+            trace["name"] = "marked"
+        return [trace]
+
+    def marked_layout(result: dict[str, Any]) -> dict[str, Any]:
+        return {"xaxis": {"range": [0, 3]}} if result["marked"] else {}
+
+    explorer = Explorer(
+        "t",
+        [Toggle("marked", "marked", True)],
+        lambda marked: {"y": np.arange(3.0) + marked, "marked": marked},
+        [
+            FigurePanel(
+                "p",
+                "p",
+                traces,
+                layout=lambda r: {"xaxis": {"range": [0, 3]}} if r["marked"] else {},
+            )
+        ],
+    )
+    _, view = ipy_view(explorer)
+    figure = view.figure_widgets["p"]
+    assert figure.data[0].marker.color == "red"
+    view.set_control("marked", False)
+    assert figure.data[0].marker.color is None
+    assert figure.data[0].name is None
+    assert figure.layout.xaxis.range is None
+    np.testing.assert_allclose(figure.data[0].y, [0.0, 1.0, 2.0])
+
+
+def test_ipywidget_compute_error_shows_message_and_keeps_figures(explorer):
+    _, view = ipy_view(explorer)
+    view.control_widgets["harmonics"].value = (1, 3)
+    before = np.array(view.figure_widgets["signal"].data[0].y)
+    view.control_widgets["waveform"].value = "square"
+    assert view.error_widget.layout.display != "none"
+    assert "a square wave supports harmonics 1 and 2 only" in view.error_widget.value
+    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, before)
+    # Fixing the combination clears the error.
+    view.control_widgets["harmonics"].value = (1, 2)
+    assert view.error_widget.layout.display == "none"
+    expected = expected_components(waveform="square", harmonics=(1, 2))
+    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, expected[1] + expected[2])
+
+
+def test_ipywidget_bug_is_shown_inline_and_logged(explorer, caplog):
+    _, view = ipy_view(explorer)
+    with caplog.at_level(logging.ERROR, logger="widgets.explorer"):
+        view.control_widgets["frequency"].value = BUG_FREQUENCY
+    assert "RuntimeError: frequency 7 hits a bug" in view.error_widget.value
+    assert view.error_widget.layout.display != "none"
+    assert any(record.exc_info for record in caplog.records)
+
+
+def test_ipywidget_trace_count_change(explorer):
+    _, view = ipy_view(explorer)
+    figure = view.figure_widgets["components"]
+    assert len(figure.data) == 1
+    view.control_widgets["harmonics"].value = (1, 2, 3)
+    assert [t.name for t in figure.data] == ["harmonic 1", "harmonic 2", "harmonic 3"]
+    np.testing.assert_allclose(figure.data[2].y, expected_components(harmonics=(3,))[3])
+    assert figure.layout.xaxis.title.text == "3 harmonics"
+    view.control_widgets["harmonics"].value = (2,)
+    assert [t.name for t in figure.data] == ["harmonic 2"]
+
+
+def compute_ok_only(ok: bool) -> bool:
+    if not ok:
+        raise ValueError("not ok")
+    return ok
+
+
+def test_ipywidget_initial_compute_error_builds_empty_figures():
+    broken = Explorer(
+        "t",
+        [Toggle("ok", "ok", False)],
+        compute_ok_only,
+        [FigurePanel("p", "p", lambda r: [{"type": "bar", "y": [1, 2]}])],
+    )
+    _, view = ipy_view(broken)
+    assert view.error == "not ok"
+    assert len(view.figure_widgets["p"].data) == 0
+    view.set_control("ok", True)
+    assert view.error is None
+    assert view.figure_widgets["p"].data[0].type == "bar"
+
+
+def slow_compute(**values: Any) -> dict[int, np.ndarray]:
+    time.sleep(0.06)
+    return compute(**values)
+
+
+def test_continuous_auto_mode():
+    fast = ipy_view(make_explorer())[1]
+    assert fast.continuous
+    assert fast.control_widgets["amplitude"].continuous_update
+    slow = ipy_view(make_explorer(slow_compute))[1]
+    assert not slow.continuous
+    assert not slow.control_widgets["amplitude"].continuous_update
+    forced = ipy_view(make_explorer(slow_compute, continuous=True))[1]
+    assert forced.control_widgets["amplitude"].continuous_update
+
+
+# --------------------------------------------------------------------------------------------
+# The Panel front end
+# --------------------------------------------------------------------------------------------
+
+
+def panel_view(explorer: Explorer):
+    column = explorer.panel()
+    return column, column._explorer_view
+
+
+def test_panel_structure_and_servable(explorer):
+    import panel as pn
+
+    column, view = panel_view(explorer)
+    assert isinstance(column, pn.Column)
+    assert column.servable() is column
+    assert set(view.control_widgets) == set(explorer.controls)
+    assert view.control_widgets["amplitude"].label == "amplitude A (V)"
+    assert isinstance(view.plot_panes["signal"], pn.pane.Plotly)
+    assert not view.error_widget.visible
+    # The log slider moves in the exponent and maps back to the actual value.
+    assert view.control_widgets["damping"].value == pytest.approx(math.log10(0.01))
+    assert view.widget_values()["damping"] == pytest.approx(0.01)
+
+
+def test_panel_continuous_control_change_updates_pane(explorer):
+    _, view = panel_view(explorer)
+    pane = view.plot_panes["signal"]
+    view.control_widgets["amplitude"].value = 0.5
+    np.testing.assert_allclose(pane.object["data"][0]["y"], expected_components(amplitude=0.5)[1])
+    view.control_widgets["harmonics"].value = [1, 2]
+    assert len(view.plot_panes["components"].object["data"]) == 2
+    view.set_control("damping", 1.0)
+    view.set_control("envelope", True)
+    expected = expected_components(amplitude=0.5, harmonics=(1, 2), envelope=True, damping=1.0)
+    np.testing.assert_allclose(pane.object["data"][0]["y"], expected[1] + expected[2])
+    assert "updated in" in view.status_widget.object
+
+
+def test_panel_on_release_mode_uses_value_throttled():
+    import param
+
+    _, view = panel_view(make_explorer(slow_compute))
+    assert not view.continuous
+    pane = view.plot_panes["signal"]
+    before = pane.object
+    slider = view.control_widgets["amplitude"]
+    slider.value = 0.5  # dragging: nothing recomputed yet
+    assert pane.object is before
+    with param.edit_constant(slider):
+        slider.value_throttled = 0.5  # released
+    np.testing.assert_allclose(pane.object["data"][0]["y"], expected_components(amplitude=0.5)[1])
+
+
+def test_panel_updates_reach_the_bokeh_models(explorer):
+    column, view = panel_view(explorer)
+    column.get_root()  # what `panel serve` does for each session
+    view.set_control("amplitude", 0.25)
+    pane = view.plot_panes["signal"]
+    (model, _), *_ = pane._models.values()
+    # Panel moves each trace's arrays into a ColumnDataSource, one row per trace.
+    (synced_y,) = model.data_sources[0].data["y"]
+    np.testing.assert_allclose(synced_y, expected_components(0.25)[1])
+
+
+def test_panel_compute_error_shows_alert_and_keeps_figure(explorer):
+    _, view = panel_view(explorer)
+    view.control_widgets["harmonics"].value = [1, 3]
+    before = view.plot_panes["signal"].object
+    view.control_widgets["waveform"].value = "square"
+    assert view.error_widget.visible
+    assert "a square wave supports harmonics 1 and 2 only" in view.error_widget.object
+    assert view.plot_panes["signal"].object is before
+    view.control_widgets["waveform"].value = "sine"
+    assert not view.error_widget.visible
+
+
+# --------------------------------------------------------------------------------------------
+# Latency
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frontend", ["headless", "ipywidget", "panel"])
+def test_measure_latency(explorer, frontend):
+    # a numpy array of numpy floats, as a notebook would pass
+    stats = measure_latency(
+        explorer, "amplitude", np.linspace(0.2, 0.8, 4), frontend=frontend, repeats=3
+    )
+    assert stats["n"] == 12
+    assert 0 < stats["median_ms"] <= stats["p90_ms"] <= stats["max_ms"] < 2000
+
+
+def test_measure_latency_repeated_value_is_still_timed(explorer):
+    stats = measure_latency(explorer, "amplitude", [0.5], frontend="ipywidget", repeats=3)
+    assert stats["n"] == 3 and stats["median_ms"] > 0
+
+
+def test_measure_latency_rejects_errors_and_bad_arguments(explorer):
+    with pytest.raises(ControlError, match="amplitude"):
+        measure_latency(explorer, "amplitude", [5.0])
+    with pytest.raises(TypeError, match="valid names"):
+        measure_latency(explorer, "nope", [1.0])
+    with pytest.raises(ValueError, match="frontend"):
+        measure_latency(explorer, "amplitude", [1.0], frontend="browser")

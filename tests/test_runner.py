@@ -1,0 +1,220 @@
+"""The runner and the regression check, on small notebooks written into a scratch project."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from workbench import record, regression, reporting, runner
+from workbench.cli import main
+from workbench.reporting import METRICS_FILE_ENV
+
+PARAMETERS = """SMOKE: bool = False  # run small
+SCALE: float = 2.0  # multiplies the answer
+LABEL: str = "base"  # free text
+"""
+METRIC_CELL = """from workbench import record
+record("answer", 21 * SCALE * (0.5 if SMOKE else 1.0), rtol=1e-9)
+record("label", LABEL)
+"""
+
+
+def write_notebook(path, *cells: str, parameters: str = PARAMETERS) -> None:
+    notebook = new_notebook(
+        cells=[
+            new_markdown_cell(f"# {path.stem}\nA scratch notebook for the runner's tests."),
+            new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+            *(new_code_cell(source) for source in cells),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")
+    write_notebook(tmp_path / "notebooks" / "01_answer.ipynb", METRIC_CELL)
+    write_notebook(
+        tmp_path / "notebooks" / "02_broken.ipynb",
+        "x = 1",
+        "from workbench import record\nrecord('before_failure', 1.5)",
+        "raise RuntimeError('deliberate failure')",
+        "record('never', 1)",
+    )
+    monkeypatch.setenv("WORKBENCH_ROOT", str(tmp_path))
+    monkeypatch.delenv(METRICS_FILE_ENV, raising=False)
+    return runner.Project(tmp_path)
+
+
+def only_run(project: runner.Project):
+    runs = sorted(project.runs_dir.iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_list_shows_parameters_with_types_defaults_and_help(project, capsys):
+    assert main(["list", "01_answer"]) == 0
+    out = capsys.readouterr().out
+    assert "01_answer" in out
+    assert "SMOKE  bool  = False  # run small" in out
+    assert "SCALE  float = 2.0  # multiplies the answer" in out
+    assert 'LABEL  str   = "base"  # free text' in out
+
+
+def test_run_writes_the_run_folder_and_prints_the_table(project, capsys):
+    assert main(["run", "01_answer", "-p", "SCALE", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    run_dir = only_run(project)
+    assert (run_dir / "01_answer.ipynb").is_file()
+    assert (run_dir / "01_answer.html").read_text().startswith("<!DOCTYPE html>")
+    payload = json.loads((run_dir / "metrics.json").read_text())["01_answer"]
+    assert payload["status"] == "ok"
+    assert payload["parameters"] == {"SCALE": 3.0}
+    assert payload["profile"] == "custom"
+    assert payload["metrics"]["answer"]["value"] == 63.0
+    assert payload["peak_memory_mb"] > 10  # a kernel with numpy imported is tens of MiB
+    for column in ("notebook", "status", "runtime", "peak memory", "metrics vs baseline"):
+        assert column in out
+    assert "skipped: custom parameters" in out
+
+
+def test_unknown_parameter_is_refused_before_running(project, capsys):
+    assert main(["run", "01_answer", "-p", "SCALLE", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "01_answer.ipynb has no parameter 'SCALLE'" in err
+    assert "valid parameters: SMOKE, SCALE, LABEL" in err
+    assert not project.runs_dir.exists()
+
+
+def test_badly_typed_parameter_is_refused(project, capsys):
+    assert main(["run", "01_answer", "-p", "SCALE", "big"]) == 2
+    assert "parameter SCALE (float) expects a number, got 'big'" in capsys.readouterr().err
+    assert main(["run", "01_answer", "-p", "SMOKE", "maybe"]) == 2
+    assert "expects True or False, got 'maybe'" in capsys.readouterr().err
+
+
+def test_unknown_notebook_is_refused(project, capsys):
+    assert main(["run", "07_nothing"]) == 2
+    assert (
+        "'07_nothing' matches no notebook; notebooks: 01_answer, 02_broken"
+        in capsys.readouterr().err
+    )
+
+
+def test_failing_notebook_exits_nonzero_names_the_cell_and_keeps_its_output(project, capsys):
+    assert main(["run", "-q", "--smoke"]) == 1  # both notebooks: one passes, one fails
+    captured = capsys.readouterr()
+    expected = (
+        "02_broken FAILED: cell 5 (In [5] in the executed copy) raised RuntimeError: "
+        "deliberate failure -- in `raise RuntimeError('deliberate failure')`"
+    )
+    assert expected in captured.out
+    assert "1 notebook(s) failed: 02_broken" in captured.err
+    run_dir = only_run(project)
+    executed = nbformat.read(run_dir / "02_broken.ipynb", as_version=4)
+    failed_cell = next(c for c in executed.cells if c.source.startswith("raise RuntimeError"))
+    assert [output.get("ename") for output in failed_cell.outputs] == ["RuntimeError"]
+    results = {r.notebook: r for r in runner.load_run(run_dir)}
+    assert results["01_answer"].ok and results["01_answer"].metrics["answer"]["value"] == 21.0
+    # metrics recorded before the failure are kept
+    assert results["02_broken"].metrics == {
+        "before_failure": {"value": 1.5, "atol": 1e-12, "rtol": 1e-6}
+    }
+
+
+def test_check_passes_after_update_and_names_a_drift_readably(project, capsys):
+    assert main(["run", "01_answer", "--smoke", "-q", "--no-html"]) == 0
+    assert main(["check"]) == 1  # no baseline yet
+    assert "no smoke baseline" in capsys.readouterr().out
+    assert main(["check", "--update-baselines"]) == 0
+    baseline_file = project.baselines_dir / "01_answer.json"
+    baseline = json.loads(baseline_file.read_text())
+    assert baseline["profiles"]["smoke"]["answer"] == {"value": 21.0, "atol": 1e-12, "rtol": 1e-9}
+    capsys.readouterr()
+    assert main(["check"]) == 0
+    assert "ok      01_answer [smoke]: 2 within baseline" in capsys.readouterr().out
+
+    baseline["profiles"]["smoke"]["answer"]["value"] = 20.0
+    baseline["profiles"]["smoke"]["label"]["value"] = "other"
+    baseline_file.write_text(json.dumps(baseline))
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "DRIFT   01_answer [smoke] answer: expected 20, actual 21 (outside atol 1e-12, rtol 1e-09)"
+        in out
+    )
+    assert "DRIFT   01_answer [smoke] label: expected 'other', actual 'base' (outside exact)" in out
+
+
+def test_default_parameters_compare_with_the_full_profile(project):
+    notebooks = runner.resolve_notebooks(["01"], project.notebooks_dir)
+    _, results = runner.run(
+        notebooks, progress=False, html=False, project=project, echo=lambda *_: None
+    )
+    assert results[0].profile == "full"
+    assert results[0].check.startswith("no full baseline in ")
+
+
+def test_profile_of_explicit_defaults_is_not_custom(project):
+    notebook = project.notebooks_dir / "01_answer.ipynb"
+    assert runner.profile_of(notebook, {"SCALE": 2.0, "LABEL": "base"}) == "full"
+    assert runner.profile_of(notebook, {"SMOKE": True, "SCALE": 2.0}) == "smoke"
+    assert runner.profile_of(notebook, {"SCALE": 2.5}) == "custom"
+
+
+def test_a_missing_metric_and_an_unbaselined_metric_are_both_drifts():
+    expected = {"a": {"value": 1.0, "atol": 0.0, "rtol": 0.1}, "b": {"value": True}}
+    drifts = regression.compare("nb", "smoke", expected, {"a": {"value": 1.05}, "c": {"value": 3}})
+    reasons = {d.metric: d.reason for d in drifts}
+    assert reasons == {
+        "b": "not recorded",
+        "c": "no baseline: run `python -m workbench check --update-baselines`",
+    }
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "atol", "rtol", "ok"),
+    [
+        (1.0, 1.0 + 1e-7, 0.0, 1e-6, True),
+        (1.0, 1.0 + 1e-5, 0.0, 1e-6, False),
+        (0.0, 1e-13, 1e-12, 0.0, True),
+        (0.0, 1e-11, 1e-12, 0.0, False),
+        (True, True, 0.0, 0.0, True),
+        (True, 1, 0.0, 0.0, False),  # a bool is not the number 1 here
+        ("a", "a", 0.0, 0.0, True),
+        (1.0, math.nan, 1.0, 1.0, False),
+    ],
+)
+def test_within_tolerance(expected, actual, atol, rtol, ok):
+    assert regression.within_tolerance(expected, actual, atol, rtol) is ok
+
+
+def test_record_refuses_what_cannot_be_compared(monkeypatch, tmp_path):
+    reporting.clear()
+    monkeypatch.setenv(METRICS_FILE_ENV, str(tmp_path / "m.json"))
+    with pytest.raises(ValueError, match="refusing to record a non-finite value"):
+        record("loss", float("nan"))
+    with pytest.raises(ValueError, match="metric name must be"):
+        record("has space", 1.0)
+    with pytest.raises(TypeError, match="must be a number, bool or string, got list"):
+        record("items", [1, 2])
+    with pytest.raises(ValueError, match="atol for 'x' must be finite and >= 0"):
+        record("x", 1.0, atol=-1)
+    import numpy as np
+    import torch
+
+    assert record("from_numpy", np.float32(0.5)) == 0.5
+    assert record("from_torch", torch.tensor(3)) == 3
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["from_numpy"] == {"value": 0.5, "atol": 1e-12, "rtol": 1e-6}
+    assert written["from_torch"]["value"] == 3
+    assert reporting.recorded() == {"from_numpy": 0.5, "from_torch": 3}
+    reporting.clear()

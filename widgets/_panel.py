@@ -1,0 +1,221 @@
+"""Panel front end of an Explorer, for ``panel serve`` (and Panel in a notebook).
+
+Built without a running server: widgets and panes are plain Panel objects, and each update
+sets ``pn.pane.Plotly.object`` to the new figure dict (Panel sends it to plotly.js, which
+diffs it with ``Plotly.react``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import panel as pn
+import param
+from bokeh.models import CustomJSTickFormatter
+
+from .explorer import (
+    Choice,
+    Control,
+    Explorer,
+    ExplorerView,
+    MultiChoice,
+    Slider,
+    Toggle,
+    Update,
+)
+
+_SLIDER_WIDTH = 340
+_SELECT_WIDTH = 260
+_FIGURE_MIN_WIDTH = 360
+_STATUS_STYLES = {"color": "#888", "font-size": "0.85em"}
+_FORMAT_SPEC = re.compile(r"^\.(\d+)([efg])$")
+# An Alert renders Markdown; a solver named dpm_solver_2m must not turn into italics.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+
+
+def _js_number_formatter(readout_format: str | None, log_base: int | None) -> CustomJSTickFormatter:
+    """A slider readout in JavaScript, from a Python format spec such as ".3g" or ".2e".
+
+    For a log slider the widget moves in the exponent, so the readout shows base**exponent:
+    the reader sees the actual value, never its logarithm.
+    """
+    match = _FORMAT_SPEC.match(readout_format or ".3g")
+    digits, kind = (match.group(1), match.group(2)) if match else ("3", "g")
+    value = f"Math.pow({log_base}, tick)" if log_base else "tick"
+    text = {
+        "g": f"parseFloat(v.toPrecision({max(int(digits), 1)})).toString()",
+        "f": f"v.toFixed({digits})",
+        "e": f"v.toExponential({digits})",
+    }[kind]
+    return CustomJSTickFormatter(code=f"const v = {value}; return {text};")
+
+
+def _label(control: Control) -> dict[str, str]:
+    # Panel 1.9 shows a widget's `label` and deprecates `name` for it; older Panels only
+    # have `name`.
+    key = "label" if "label" in pn.widgets.Widget.param else "name"
+    return {key: control.label}
+
+
+def _slider_widget(control: Slider, value: float) -> pn.widgets.Widget:
+    if control.integer:
+        return pn.widgets.IntSlider(
+            **_label(control),
+            start=int(control.min),
+            end=int(control.max),
+            value=int(value),
+            step=max(1, round(control.widget_step)),
+            width=_SLIDER_WIDTH,
+        )
+    if control.log:
+        return pn.widgets.FloatSlider(
+            **_label(control),
+            start=control.exponent(control.min),
+            end=control.exponent(control.max),
+            value=control.exponent(value),
+            step=control.widget_step,
+            format=_js_number_formatter(control.readout_format, control.log_base),
+            width=_SLIDER_WIDTH,
+        )
+    extra = {}
+    if control.readout_format is not None:
+        extra["format"] = _js_number_formatter(control.readout_format, None)
+    return pn.widgets.FloatSlider(
+        **_label(control),
+        start=control.min,
+        end=control.max,
+        value=value,
+        step=control.widget_step,
+        width=_SLIDER_WIDTH,
+        **extra,
+    )
+
+
+def _control_widget(control: Control, value: Any) -> pn.widgets.Widget:
+    if isinstance(control, Slider):
+        return _slider_widget(control, value)
+    if isinstance(control, Choice):
+        return pn.widgets.Select(
+            **_label(control), options=dict(control.pairs), value=value, width=_SELECT_WIDTH
+        )
+    if isinstance(control, MultiChoice):
+        return pn.widgets.MultiChoice(
+            **_label(control), options=dict(control.pairs), value=list(value), width=_SELECT_WIDTH
+        )
+    if isinstance(control, Toggle):
+        return pn.widgets.Checkbox(**_label(control), value=value)
+    raise TypeError(f"unsupported control type {type(control).__name__}")
+
+
+def _to_widget_value(control: Control, value: Any) -> Any:
+    if isinstance(control, Slider) and control.log:
+        return control.exponent(value)
+    if isinstance(control, MultiChoice):
+        return list(value)
+    return value
+
+
+def _from_widget_value(control: Control, value: Any) -> Any:
+    if isinstance(control, Slider) and control.log:
+        return control.from_exponent(value)
+    if isinstance(control, MultiChoice):
+        return tuple(value)
+    return value
+
+
+class PanelExplorerView(ExplorerView):
+    """Builds and drives the Panel front end; ``root`` is the Column to show or serve."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        super().__init__(explorer)
+        values = explorer.values
+        self.control_widgets: dict[str, pn.widgets.Widget] = {
+            name: _control_widget(control, values[name])
+            for name, control in explorer.controls.items()
+        }
+        self.plot_panes: dict[str, pn.pane.Plotly] = {
+            name: self._plot_pane(name, figure) for name, figure in self.initial_figures().items()
+        }
+        self.error_widget = pn.pane.Alert("", alert_type="danger", visible=False, margin=(4, 10))
+        self.status_widget = pn.pane.HTML("", styles=_STATUS_STYLES, margin=(0, 10))
+        self.root = pn.Column(
+            self._header(),
+            pn.FlexBox(*self.control_widgets.values(), align_items="center"),
+            self.error_widget,
+            pn.FlexBox(*self.plot_panes.values()),
+            self.status_widget,
+            sizing_mode="stretch_width",
+        )
+        # The Column is what a script serves; tests and measure_latency reach the controller here.
+        self.root._explorer_view = self
+
+        self.show_error(self.error)
+        self.show_status(self.initial_status())
+        for name, widget in self.control_widgets.items():
+            widget.param.watch(self._on_value_change, self._watched_parameter(name))
+
+    def _header(self) -> pn.pane.Markdown:
+        text = f"### {self.explorer.title}"
+        if self.explorer.description:
+            text += f"\n\n{self.explorer.description}"
+        return pn.pane.Markdown(text, sizing_mode="stretch_width")
+
+    def _plot_pane(self, name: str, figure: dict[str, Any]) -> pn.pane.Plotly:
+        panel = self.explorer.panels[name]
+        if panel.width is not None:
+            return pn.pane.Plotly(figure, height=panel.height, width=panel.width)
+        return pn.pane.Plotly(
+            figure,
+            height=panel.height,
+            min_width=_FIGURE_MIN_WIDTH,
+            sizing_mode="stretch_width",
+            # Figures share a row and wrap, like the JupyterLab front end.
+            styles={"flex": "1 1 460px"},
+            config={"responsive": True},
+        )
+
+    def _is_throttled(self, name: str) -> bool:
+        return isinstance(self.explorer.controls[name], Slider) and not self.continuous
+
+    def _watched_parameter(self, name: str) -> str:
+        # value_throttled changes only when the reader releases the slider handle.
+        return "value_throttled" if self._is_throttled(name) else "value"
+
+    # ----- ExplorerView -----------------------------------------------------------------------
+
+    def _on_value_change(self, _event: param.parameterized.Event) -> None:
+        self.refresh()
+
+    def widget_values(self) -> dict[str, Any]:
+        controls = self.explorer.controls
+        values = {}
+        for name, widget in self.control_widgets.items():
+            # In on-release mode the throttled value is the one the reader committed to.
+            raw = widget.value_throttled if self._is_throttled(name) else widget.value
+            values[name] = _from_widget_value(controls[name], raw)
+        return values
+
+    def set_widget_value(self, name: str, value: Any) -> None:
+        widget = self.control_widgets[name]
+        widget_value = _to_widget_value(self.explorer.controls[name], value)
+        if self._is_throttled(name):
+            # What a browser does on release: value, then the (read-only) throttled value.
+            with param.edit_constant(widget):
+                widget.param.update(value=widget_value, value_throttled=widget_value)
+        else:
+            widget.value = widget_value
+
+    def apply_figures(self, update: Update) -> None:
+        assert update.figures is not None
+        # hold() sends all panes' changes to the browser as one message.
+        with pn.io.hold():
+            for name, pane in self.plot_panes.items():
+                pane.object = update.figures[name]
+
+    def show_error(self, message: str | None) -> None:
+        self.error_widget.object = _MARKDOWN_SPECIAL.sub(r"\\\1", message or "")
+        self.error_widget.visible = message is not None
+
+    def show_status(self, text: str) -> None:
+        self.status_widget.object = text

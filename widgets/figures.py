@@ -1,0 +1,103 @@
+"""Plotly trace builders shared by the explorers: plain dicts, cheap to rebuild per update."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+
+
+def heatmap(
+    xs,
+    ys,
+    z,
+    *,
+    name: str,
+    colorscale: str = "Viridis",
+    showscale: bool = False,
+    zmin: float | None = None,
+    zmax: float | None = None,
+) -> dict:
+    trace = {
+        "type": "heatmap",
+        "x": _numpy(xs),
+        "y": _numpy(ys),
+        "z": _numpy(z),
+        "name": name,
+        "colorscale": colorscale,
+        "showscale": showscale,
+        "hoverinfo": "skip",
+    }
+    if zmin is not None:
+        trace["zmin"], trace["zmax"] = zmin, zmax
+    return trace
+
+
+def contour(xs, ys, z, *, name: str, n_levels: int = 12) -> dict:
+    return {
+        "type": "contour",
+        "x": _numpy(xs),
+        "y": _numpy(ys),
+        "z": _numpy(z),
+        "name": name,
+        "ncontours": n_levels,
+        "contours": {"coloring": "lines"},
+        "colorscale": "Greys",
+        "showscale": False,
+        "line": {"width": 1},
+        "hoverinfo": "skip",
+    }
+
+
+def points(xy, *, name: str, color: str = "white", size: float = 3, opacity: float = 0.6) -> dict:
+    xy = _numpy(xy)
+    return {
+        "type": "scattergl",
+        "x": xy[:, 0],
+        "y": xy[:, 1],
+        "mode": "markers",
+        "name": name,
+        "marker": {"color": color, "size": size, "opacity": opacity},
+        "hoverinfo": "skip",
+    }
+
+
+def arrows(starts, vectors, *, name: str, color: str = "black", head: float = 0.25) -> dict:
+    """Many arrows as one line trace: segments and two-stroke heads separated by gaps (None).
+
+    One trace instead of plotly's quiver figure factory keeps an update to a single array write.
+    """
+    starts, vectors = _numpy(starts), _numpy(vectors)
+    ends = starts + vectors
+    # Heads: two short strokes back from the tip, rotated +-25 degrees from the shaft.
+    angle = np.deg2rad(25.0)
+    back = -vectors * head
+    rotations = [
+        np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) for a in (angle, -angle)
+    ]
+    left, right = (ends + back @ r.T for r in rotations)
+    gap = np.full_like(starts, np.nan)
+    path = np.stack([starts, ends, gap, left, ends, right, gap], axis=1).reshape(-1, 2)
+    return {
+        "type": "scatter",
+        "x": path[:, 0],
+        "y": path[:, 1],
+        "mode": "lines",
+        "name": name,
+        "line": {"color": color, "width": 1.2},
+        "hoverinfo": "skip",
+        "connectgaps": False,
+    }
+
+
+def square_axes(bounds: tuple[float, float, float, float]) -> dict:
+    """Layout with equal x/y scale over the bounds, no legend clutter."""
+    x_min, x_max, y_min, y_max = bounds
+    return {
+        "xaxis": {"range": [x_min, x_max], "constrain": "domain", "zeroline": False},
+        "yaxis": {"range": [y_min, y_max], "scaleanchor": "x", "zeroline": False},
+        "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "showlegend": False,
+    }

@@ -1,0 +1,522 @@
+"""Run notebooks headlessly with papermill, keep everything a run produced, check metrics.
+
+A run writes `runs/<timestamp>/`: for each notebook the executed `.ipynb`, an `.html` export
+and its recorded metrics, plus `metrics.json` for the whole run (status, runtime, peak
+memory of the kernel, parameters, profile, metrics) and `summary.txt`, the printed table.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+
+from workbench import regression
+from workbench.reporting import METRICS_FILE_ENV
+
+KERNEL_NAME = "python3"
+NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+SMOKE_PARAMETER = "SMOKE"
+
+
+class RunnerError(Exception):
+    """A problem with what was asked of the runner (bad notebook name, parameter, ...)."""
+
+
+# ------------------------------------------------------------------ project layout
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def baselines_dir(self) -> Path:
+        return self.root / "tests" / "baselines"
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The checkout containing `start` (default: the working directory).
+
+        Found by walking up to a folder holding both `notebooks/` and `pyproject.toml`, so the
+        commands work from any subfolder; WORKBENCH_ROOT overrides.
+        """
+        if os.environ.get("WORKBENCH_ROOT"):
+            return cls(Path(os.environ["WORKBENCH_ROOT"]).resolve())
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+                return cls(folder)
+        return cls(here)
+
+
+def discover(notebooks_dir: Path) -> list[Path]:
+    """The topic notebooks, `NN_topic.ipynb`, in order."""
+    return sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+
+
+def resolve_notebooks(names: Sequence[str], notebooks_dir: Path) -> list[Path]:
+    """Paths for notebook arguments: a path, a file name, a stem ("00_tour") or a prefix ("00")."""
+    available = discover(notebooks_dir)
+    if not names:
+        return available
+    resolved = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.is_file():
+            resolved.append(path.resolve())
+            continue
+        matches = [
+            p for p in available if p.stem == name or p.name == name or p.stem.startswith(name)
+        ]
+        if len(matches) != 1:
+            known = ", ".join(p.stem for p in available) or "none"
+            problem = "is ambiguous" if matches else "matches no notebook"
+            raise RunnerError(f"{name!r} {problem}; notebooks: {known}")
+        resolved.append(matches[0])
+    return resolved
+
+
+# ------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str  # "bool", "int", "float", "str" or "None" when the cell gives no annotation
+    default: str  # the literal as written in the notebook
+    help: str
+
+
+def parameters(notebook: Path) -> dict[str, Parameter]:
+    """The notebook's `parameters` cell as papermill reads it."""
+    import papermill
+
+    try:
+        found = papermill.inspect_notebook(str(notebook))
+    except Exception as error:  # papermill raises plain exceptions for unreadable notebooks
+        raise RunnerError(f"{Path(notebook).name}: cannot read its parameters: {error}") from error
+    return {
+        name: Parameter(name, spec["inferred_type_name"], spec["default"], spec["help"])
+        for name, spec in found.items()
+    }
+
+
+def coerce_parameters(notebook: Path, raw: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Parse `-p NAME VALUE` strings with the types the notebook declares."""
+    declared = parameters(notebook)
+    values: dict[str, Any] = {}
+    for name, text in raw:
+        if name not in declared:
+            valid = ", ".join(declared) or "none"
+            raise RunnerError(
+                f"{Path(notebook).name} has no parameter {name!r}; valid parameters: {valid}"
+            )
+        values[name] = _parse_value(notebook, declared[name], text)
+    return values
+
+
+def _parse_value(notebook: Path, parameter: Parameter, text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    kind = parameter.type
+    where = f"{Path(notebook).name}: parameter {parameter.name} ({kind})"
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in {"true", "1", "yes"}:
+            return True
+        if lowered in {"false", "0", "no"}:
+            return False
+        raise RunnerError(f"{where} expects True or False, got {text!r}")
+    if kind in {"int", "float"}:
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise RunnerError(f"{where} expects a number, got {text!r}") from None
+    if kind == "str":
+        return text
+    try:  # untyped or container parameters: a Python literal, else the raw string
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def profile_of(notebook: Path, values: dict[str, Any]) -> str:
+    """Which baseline a run with these parameter overrides is compared to."""
+    declared = parameters(notebook)
+    custom = {
+        name
+        for name, value in values.items()
+        if name != SMOKE_PARAMETER and _literal(declared[name].default) != value
+    }
+    if custom:
+        return regression.CUSTOM_PROFILE
+    smoke = values.get(
+        SMOKE_PARAMETER,
+        _literal(declared.get(SMOKE_PARAMETER, Parameter("", "", "False", "")).default),
+    )
+    return "smoke" if smoke else "full"
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# ------------------------------------------------------------------ execution
+@dataclass
+class NotebookResult:
+    notebook: str
+    status: str  # "ok" or "failed"
+    runtime_s: float
+    peak_memory_mb: float | None
+    parameters: dict[str, Any]
+    profile: str
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    executed: str | None = None  # path of the executed notebook
+    check: str | None = None  # the regression verdict, filled in by the run
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _PeakMemory:
+    """Peak resident memory of this process's children (the kernel) while a block runs.
+
+    The kernel's VmHWM (its own high-water mark, kept by Linux) is polled, so a peak between
+    polls is not missed; elsewhere the current RSS is sampled.
+    """
+
+    def __init__(self, interval_s: float = 0.1):
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        me = psutil.Process()
+        while True:
+            for child in me.children(recursive=True):
+                self.peak_bytes = max(self.peak_bytes, _high_water_mark(child))
+            if self._stop.wait(self.interval_s):
+                return
+
+
+def _high_water_mark(process: psutil.Process) -> int:
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def execute(
+    notebook: Path,
+    out_dir: Path,
+    values: dict[str, Any],
+    *,
+    progress: bool = False,
+    html: bool = True,
+) -> NotebookResult:
+    """Execute one notebook into `out_dir`; never raises for a failing notebook."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = Path(notebook).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook.name
+    metrics_file = out_dir / f"{notebook.stem}.metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    profile = profile_of(notebook, values)
+    error = None
+    previous = os.environ.get(METRICS_FILE_ENV)
+    os.environ[METRICS_FILE_ENV] = str(metrics_file)  # inherited by the kernel process
+    start = time.perf_counter()
+    try:
+        with _PeakMemory() as memory:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=values,
+                kernel_name=KERNEL_NAME,
+                progress_bar=progress,
+                cwd=str(notebook.parent),
+            )
+    except PapermillExecutionError as failure:
+        error = _describe_failure(failure, executed)
+    except Exception as failure:  # kernel died, timeout, unreadable notebook, ...
+        error = f"{type(failure).__name__}: {_first_line(str(failure))}"
+    finally:
+        runtime = time.perf_counter() - start
+        if previous is None:
+            os.environ.pop(METRICS_FILE_ENV, None)
+        else:
+            os.environ[METRICS_FILE_ENV] = previous
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    if html and executed.exists():
+        _export_html(executed)
+    return NotebookResult(
+        notebook=notebook.stem,
+        status="failed" if error else "ok",
+        runtime_s=round(runtime, 2),
+        peak_memory_mb=round(memory.peak_bytes / 2**20, 1) if memory.peak_bytes else None,
+        parameters=values,
+        profile=profile,
+        metrics=metrics,
+        error=error,
+        executed=str(executed) if executed.exists() else None,
+    )
+
+
+def _describe_failure(failure, executed: Path) -> str:
+    """Which cell failed, counted as a reader counts them in the source notebook (from 1).
+
+    Papermill's index is into the executed copy, which has the injected-parameters cell.
+    """
+    position = failure.cell_index
+    if executed.exists():
+        cells = nbformat.read(executed, as_version=4).cells
+        injected = [
+            i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])
+        ]
+        if injected and injected[0] < position:
+            position -= 1
+    return (
+        f"cell {position + 1} (In [{failure.exec_count}] in the executed copy) raised "
+        f"{failure.ename}: {_first_line(failure.evalue)} -- in `{_first_line(failure.source)}`"
+    )
+
+
+def _export_html(executed: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    executed.with_suffix(".html").write_text(body)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+# ------------------------------------------------------------------ runs
+def new_run_dir(runs_dir: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = Path(runs_dir) / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(runs_dir) / f"{stamp}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def latest_run(runs_dir: Path) -> Path:
+    runs = sorted(p.parent for p in Path(runs_dir).glob("*/metrics.json"))
+    if not runs:
+        raise RunnerError(
+            f"no runs with metrics in {runs_dir}; run `python -m workbench run` first"
+        )
+    return max(runs, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def run(
+    notebooks: Sequence[Path],
+    raw_parameters: Sequence[tuple[str, str]] = (),
+    *,
+    smoke: bool = False,
+    project: Project | None = None,
+    run_dir: Path | None = None,
+    progress: bool = True,
+    html: bool = True,
+    echo=print,
+) -> tuple[Path, list[NotebookResult]]:
+    """Execute notebooks into a new run folder, check their metrics, print the table."""
+    project = project or Project.find()
+    if not notebooks:
+        raise RunnerError(f"no notebooks to run in {project.notebooks_dir}")
+    # Validate every notebook's parameters before running anything.
+    plans = []
+    for notebook in notebooks:
+        values = coerce_parameters(notebook, raw_parameters)
+        if smoke:
+            if SMOKE_PARAMETER not in parameters(notebook):
+                raise RunnerError(f"{Path(notebook).name} declares no {SMOKE_PARAMETER} parameter")
+            values[SMOKE_PARAMETER] = True
+        plans.append((Path(notebook), values))
+    run_dir = run_dir or new_run_dir(project.runs_dir)
+    results = []
+    for notebook, values in plans:
+        shown = " ".join(f"{k}={v!r}" for k, v in values.items())
+        echo(f"▶ {notebook.stem} {shown}".rstrip())
+        result = execute(notebook, run_dir, values, progress=progress, html=html)
+        if result.ok:
+            verdict = regression.check_notebook(
+                project.baselines_dir, result.notebook, result.profile, result.metrics
+            )
+            result.check = verdict.summary()
+        else:
+            echo(f"✗ {notebook.stem} FAILED: {result.error}")
+            echo(f"  executed notebook kept at {result.executed}")
+        results.append(result)
+    write_run(run_dir, results)
+    echo(format_table(results))
+    echo(f"run folder: {run_dir}")
+    return run_dir, results
+
+
+def write_run(run_dir: Path, results: Sequence[NotebookResult]) -> None:
+    payload = {result.notebook: asdict(result) for result in results}
+    (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (run_dir / "summary.txt").write_text(format_table(results) + "\n")
+
+
+def load_run(run_dir: Path) -> list[NotebookResult]:
+    payload = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return [NotebookResult(**entry) for entry in payload.values()]
+
+
+def format_table(results: Sequence[NotebookResult]) -> str:
+    header = ("notebook", "profile", "status", "runtime", "peak memory", "metrics vs baseline")
+    rows = [
+        (
+            r.notebook,
+            r.profile,
+            r.status,
+            f"{r.runtime_s:.1f} s",
+            f"{r.peak_memory_mb:.0f} MiB" if r.peak_memory_mb else "-",
+            r.check or _shorten(r.error or "-", 60),
+        )
+        for r in results
+    ]
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True))
+        for row in (header, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def check(
+    run_dir: Path | None = None,
+    *,
+    project: Project | None = None,
+    update_baselines: bool = False,
+    echo=print,
+) -> bool:
+    """Compare a run's metrics with the baselines (default: the latest run). True if clean."""
+    project = project or Project.find()
+    run_dir = Path(run_dir) if run_dir else latest_run(project.runs_dir)
+    results = load_run(run_dir)
+    echo(f"checking {run_dir}")
+    clean = True
+    for result in results:
+        if not result.ok:
+            echo(f"FAILED  {result.notebook}: the run failed ({result.error}); nothing to compare")
+            clean = False
+            continue
+        if update_baselines:
+            if result.profile == regression.CUSTOM_PROFILE:
+                echo(f"skip    {result.notebook}: custom parameters do not make a baseline")
+                continue
+            path = regression.update_baseline(
+                project.baselines_dir, result.notebook, result.profile, result.metrics
+            )
+            count = len(result.metrics)
+            echo(f"updated {result.notebook} [{result.profile}]: {count} metrics -> {path}")
+            if result.profile == "smoke" and result.executed:
+                source = project.notebooks_dir / f"{result.notebook}.ipynb"
+                n_cells = refresh_golden_outputs(source, Path(result.executed))
+                if n_cells:
+                    echo(f"updated {result.notebook}: {n_cells} keep_output cell(s) -> {source}")
+            continue
+        verdict = regression.check_notebook(
+            project.baselines_dir, result.notebook, result.profile, result.metrics
+        )
+        if verdict.skipped:
+            echo(f"skip    {result.notebook} [{result.profile}]: {verdict.skipped}")
+        elif verdict.ok:
+            echo(f"ok      {result.notebook} [{result.profile}]: {verdict.summary()}")
+        else:
+            clean = False
+            for drift in verdict.drifts:
+                echo(f"DRIFT   {drift.describe()}")
+    return clean
+
+
+GOLDEN_TAG = "keep_output"
+
+
+def golden_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in notebook.cells if GOLDEN_TAG in c.get("metadata", {}).get("tags", [])]
+
+
+def refresh_golden_outputs(source: Path, executed: Path) -> int:
+    """Copy the outputs of `keep_output` cells from an executed copy into the source notebook.
+
+    The golden outputs are checked by nbval on a SMOKE run, so they are refreshed from SMOKE
+    runs only. Cells are matched by their source text; returns how many were updated.
+    """
+    notebook = nbformat.read(source, as_version=4)
+    ran = {cell.source: cell for cell in golden_cells(nbformat.read(executed, as_version=4))}
+    updated = 0
+    for cell in golden_cells(notebook):
+        if cell.source in ran and cell.outputs != ran[cell.source].outputs:
+            cell.outputs = ran[cell.source].outputs
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output["execution_count"] = None
+            updated += 1
+    if updated:
+        nbformat.write(notebook, source)
+    return updated
+
+
+def catalog(notebooks_dir: Path) -> list[dict[str, str]]:
+    """Each topic notebook's title and one-line summary (its first markdown cell)."""
+    entries = []
+    for path in discover(notebooks_dir):
+        notebook = nbformat.read(path, as_version=4)
+        markdown = next((c.source for c in notebook.cells if c.cell_type == "markdown"), "")
+        lines = [line.strip() for line in markdown.splitlines() if line.strip()]
+        title = lines[0].lstrip("# ").strip() if lines else path.stem
+        summary = next((line for line in lines[1:] if not line.startswith("#")), "")
+        entries.append({"notebook": path.name, "title": title, "summary": summary})
+    return entries
