@@ -196,18 +196,16 @@ def _option_pairs(options: Sequence[Any] | Mapping[str, Any]) -> tuple[tuple[str
     return tuple((str(value), value) for value in options)
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One of ``options``: a list of values (shown as themselves) or a dict label -> value."""
+class _Options:
+    """What Choice and MultiChoice share: options as (label, value) pairs."""
 
     name: str
-    label: str
     options: Sequence[Any] | Mapping[str, Any]
     default: Any
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         if not self.pairs:
-            raise ValueError(f"{self.name}: a choice needs at least one option")
+            raise ValueError(f"{self.name}: needs at least one option")
         object.__setattr__(self, "default", self.validate(self.default))
 
     @property
@@ -219,6 +217,22 @@ class Choice:
         return ", ".join(_value_text(value) for _, value in self.pairs)
 
     def validate(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Choice(_Options):
+    """One of ``options``: a list of values (shown as themselves) or a dict label -> value."""
+
+    name: str
+    label: str
+    options: Sequence[Any] | Mapping[str, Any]
+    default: Any
+
+    def __post_init__(self) -> None:
+        self._check_options()
+
+    def validate(self, value: Any) -> Any:
         for _, option in self.pairs:
             if _same_value(value, option):
                 return option
@@ -228,7 +242,7 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class MultiChoice:
+class MultiChoice(_Options):
     """Any subset of ``options``; the value is a tuple in option order."""
 
     name: str
@@ -238,16 +252,7 @@ class MultiChoice:
     allow_empty: bool = False
 
     def __post_init__(self) -> None:
-        if not self.pairs:
-            raise ValueError(f"{self.name}: a multi-choice needs at least one option")
-        object.__setattr__(self, "default", self.validate(self.default))
-
-    @property
-    def pairs(self) -> tuple[tuple[str, Any], ...]:
-        return _option_pairs(self.options)
-
-    def _allowed_text(self) -> str:
-        return ", ".join(_value_text(value) for _, value in self.pairs)
+        self._check_options()
 
     def validate(self, value: Any) -> tuple[Any, ...]:
         # A bare string is iterable but almost certainly a mistake for ("a string",).

@@ -6,7 +6,9 @@ import numpy as np
 
 
 def _numpy(values) -> np.ndarray:
-    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    """float32 numpy: plots need no more, and it halves what each update sends to the browser."""
+    array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    return array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
 
 
 def heatmap(
@@ -92,12 +94,24 @@ def arrows(starts, vectors, *, name: str, color: str = "black", head: float = 0.
     }
 
 
+def fit_arrows(vectors, spacing: float, fill: float = 0.9) -> tuple[np.ndarray, float]:
+    """Scale vectors so the longest is `fill` grid spacings; returns (scaled, factor).
+
+    A field drawn at its true length overlaps itself wherever it is large (near sharp modes);
+    one factor per frame keeps relative lengths honest and is shown to the reader.
+    """
+    vectors = _numpy(vectors)
+    longest = float(np.linalg.norm(vectors, axis=1).max()) if len(vectors) else 0.0
+    factor = fill * spacing / longest if longest > 0 else 1.0
+    return vectors * factor, factor
+
+
 def square_axes(bounds: tuple[float, float, float, float]) -> dict:
-    """Layout with equal x/y scale over the bounds, no legend clutter."""
+    """Layout with equal x/y scale over the bounds (the panel should be square), no legend."""
     x_min, x_max, y_min, y_max = bounds
     return {
-        "xaxis": {"range": [x_min, x_max], "constrain": "domain", "zeroline": False},
+        "xaxis": {"range": [x_min, x_max], "zeroline": False},
         "yaxis": {"range": [y_min, y_max], "scaleanchor": "x", "zeroline": False},
-        "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "margin": {"l": 40, "r": 10, "t": 40, "b": 30},
         "showlegend": False,
     }

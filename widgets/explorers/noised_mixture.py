@@ -19,6 +19,7 @@ DATASETS = {
 # The clean density has peaks ~50x the noised one's: a fixed colour range would wash out one
 # end of the slider, so the heatmap shows log-density clipped a fixed depth below its maximum.
 LOG_DENSITY_DEPTH = 10.0
+PANEL_SIZE = 430  # px; square, so the equal-aspect axes fill the panel
 
 
 @cache
@@ -52,27 +53,33 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
         ]
 
     def score_traces(snap: NoisedSnapshot) -> list[dict]:
+        spacing = float(snap.arrow_points[1, 0] - snap.arrow_points[0, 0])
+        arrows, _ = figures.fit_arrows(snap.tweedie_steps, spacing)
         return [
             figures.contour(snap.xs, snap.ys, snap.log_density, name="log p_t"),
-            figures.arrows(snap.arrow_points, snap.tweedie_steps, name="σ²·∇log p_t"),
+            figures.arrows(snap.arrow_points, arrows, name="σ²·∇log p_t"),
         ]
 
-    def layout(title: str):
-        def build(snap: NoisedSnapshot) -> dict:
-            bounds = (float(snap.xs[0]), float(snap.xs[-1]), float(snap.ys[0]), float(snap.ys[-1]))
-            return {
-                **figures.square_axes(bounds),
-                "title": {"text": f"{title}  (α={snap.alpha:.3f}, σ={snap.sigma:.3f})"},
-            }
+    def bounds(snap: NoisedSnapshot) -> tuple[float, float, float, float]:
+        return (float(snap.xs[0]), float(snap.xs[-1]), float(snap.ys[0]), float(snap.ys[-1]))
 
-        return build
+    def density_layout(snap: NoisedSnapshot) -> dict:
+        title = f"log p_t and samples, σ={snap.sigma:.2f}"
+        return {**figures.square_axes(bounds(snap)), "title": {"text": title}}
+
+    def score_layout(snap: NoisedSnapshot) -> dict:
+        spacing = float(snap.arrow_points[1, 0] - snap.arrow_points[0, 0])
+        _, factor = figures.fit_arrows(snap.tweedie_steps, spacing)
+        title = f"σ²∇log p_t (arrows ×{factor:.2g})"
+        return {**figures.square_axes(bounds(snap)), "title": {"text": title}}
 
     return Explorer(
         title="A Gaussian mixture under noise, exactly",
         description=(
             "x_t = α x_0 + σ ε with α² + σ² = 1. Left: the exact noised log-density and exact "
             "samples of it (the same x_0 and ε at every σ). Right: σ²∇log p_t(x) = "
-            "α E[x_0 | x_t = x] − x, the step Tweedie's formula takes toward the denoised point."
+            "α E[x_0 | x_t = x] − x, the step Tweedie's formula takes toward the denoised point "
+            "(arrows scaled by the factor in the title so the longest fits the grid)."
         ),
         controls=[
             Choice("dataset_name", "dataset", list(DATASETS), "8-mode ring"),
@@ -84,8 +91,17 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
                 "density",
                 "noised density and samples",
                 density_traces,
-                layout("log p_t and samples"),
+                density_layout,
+                height=PANEL_SIZE,
+                width=PANEL_SIZE,
             ),
-            FigurePanel("score", "score field", score_traces, layout("σ²·score")),
+            FigurePanel(
+                "score",
+                "score field",
+                score_traces,
+                score_layout,
+                height=PANEL_SIZE,
+                width=PANEL_SIZE,
+            ),
         ],
     )

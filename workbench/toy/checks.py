@@ -5,9 +5,10 @@ The notebooks print these as evidence that the ground truth is what it claims to
 
 from __future__ import annotations
 
+import pandas
 import torch
 
-from workbench.toy.fields import evaluation_grid
+from workbench.toy.fields import evaluation_grid, plot_bounds
 from workbench.toy.mixture import DTYPE, GaussianMixture
 
 
@@ -58,3 +59,39 @@ def grid_mass(
     xs, ys, points = evaluation_grid(bounds, n)
     cell = (xs[1] - xs[0]) * (ys[1] - ys[0])
     return (mixture.noised_log_prob(points, alpha, sigma).exp().sum() * cell).item()
+
+
+def closed_form_report(
+    mixtures: dict[str, GaussianMixture],
+    alpha: float,
+    sigma: float,
+    *,
+    n_monte_carlo: int,
+    seed: int = 0,
+    n_points: int = 64,
+) -> pandas.DataFrame:
+    """The three checks for each 2-D mixture at one noise level, one row per mixture.
+
+    Score against autograd on `n_points` noised samples; denoiser against Monte Carlo on the
+    first 8 (as the largest |error| / standard error); mass of p_t on a window wide enough for
+    the noised mixture.
+    """
+    rows = []
+    for name, mixture in mixtures.items():
+        generator = torch.Generator().manual_seed(seed + 1)
+        noise = torch.randn(n_points, mixture.dim, generator=generator, dtype=DTYPE)
+        x_t = alpha * mixture.sample(n_points, seed=seed) + sigma * noise
+        estimate, stderr = monte_carlo_posterior_mean(
+            mixture, x_t[:8], alpha, sigma, n_monte_carlo, seed=seed
+        )
+        z = ((estimate - mixture.denoise(x_t[:8], alpha, sigma)) / stderr).abs().max().item()
+        window = plot_bounds(mixture.noised(alpha, sigma), margin=8.0)
+        rows.append(
+            {
+                "mixture": name,
+                "score vs autograd (max abs)": autograd_score_error(mixture, x_t, alpha, sigma),
+                "denoiser vs Monte Carlo (max |z|)": z,
+                "mass of p_t on grid": grid_mass(mixture, alpha, sigma, window),
+            }
+        )
+    return pandas.DataFrame(rows).set_index("mixture")

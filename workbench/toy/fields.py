@@ -22,10 +22,16 @@ def evaluation_grid(
     return xs, ys, torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
 
 
-def plot_bounds(mixture: GaussianMixture, margin: float = 4.0) -> tuple[float, float, float, float]:
-    """A square window holding every mode with `margin` of its widest std, and [-1, 1]^2."""
+def plot_bounds(
+    mixture: GaussianMixture, margin: float = 4.0, at_least: float = 0.0
+) -> tuple[float, float, float, float]:
+    """A square window centred at 0 holding every mode to `margin` of its std.
+
+    `at_least` widens it to [-at_least, at_least]^2: 3 keeps the standard normal that a
+    variance-preserving process ends in, so one window serves every noise level.
+    """
     reach = (mixture.means.abs() + margin * mixture.stds).max().item()
-    half = max(reach, 1.0 + margin * 0.25)
+    half = max(reach, at_least)
     return (-half, half, -half, half)
 
 
@@ -77,7 +83,7 @@ def noised_snapshot(
     """
     if mixture.dim != 2:
         raise ValueError(f"snapshots are drawn in 2-D; this mixture has dimension {mixture.dim}")
-    bounds = bounds or plot_bounds(mixture)
+    bounds = bounds or plot_bounds(mixture, at_least=3.0)
     xs, ys, points = evaluation_grid(bounds, grid_size)
     log_density = mixture.noised_log_prob(points, alpha, sigma).reshape(grid_size, grid_size)
     posterior = mixture.class_posterior(points, alpha, sigma).reshape(grid_size, grid_size, -1)
