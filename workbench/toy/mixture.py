@@ -227,6 +227,22 @@ class GaussianMixture:
         out = resp @ one_hot
         return out[0] if squeeze else out
 
+    # ---------------------------------------------------------------- as a diffusion model
+    def denoiser(self, schedule, label: int | None = None):
+        """The exact model: x_t, t -> E[x_0 | x_t] under `schedule` (of p(x | label) if given).
+
+        Returns a `workbench.diffusion.DiffusionModel` with prediction "data".
+        """
+        from workbench.diffusion.models import DiffusionModel
+
+        mixture = self if label is None else self.condition(label)
+
+        def denoise(x, t):
+            return mixture.denoise(x, schedule.alpha(t), schedule.sigma(t))
+
+        name = "exact mixture denoiser" + ("" if label is None else f" (label {label})")
+        return DiffusionModel(denoise, "data", schedule, name)
+
     # ---------------------------------------------------------------- internals
     def _prepare(
         self, x: ArrayLike, alpha: ArrayLike, sigma: ArrayLike

@@ -1,0 +1,255 @@
+"""`sample` (any registered solver on any grid) and `reference_solution` (the exact ODE answer).
+
+Solvers live in `workbench.diffusion.solvers`, one function each with one signature:
+
+    solver(ev: Evaluator, x: Tensor, grid: Grid, opts: SolverOptions) -> Tensor
+
+registered with `@register(name, orders=..., ...)`. `Evaluator` is the only way a solver
+reaches the model: it counts model calls (NFE) and refuses NaN/inf outputs with the time at
+which they appeared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from workbench.diffusion.grids import make_grid
+from workbench.diffusion.models import DiffusionModel, to_data_and_noise
+from workbench.diffusion.schedules import DTYPE, NoiseSchedule
+
+
+class ModelOutputError(FloatingPointError):
+    """The model returned NaN or infinity."""
+
+
+class Evaluator:
+    """Calls the model, converts its output to (x_0, eps), and counts the calls."""
+
+    def __init__(self, model: DiffusionModel, schedule: NoiseSchedule):
+        self.model = model
+        self.schedule = schedule
+        self.nfe = 0
+
+    def __call__(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(t, dtype=DTYPE)
+        output = self.model(x, t)
+        self.nfe += 1
+        if not torch.all(torch.isfinite(output)):
+            raise ModelOutputError(
+                f"{self.model.name} returned NaN or infinity at t={float(t):.6g} "
+                f"(model call {self.nfe})"
+            )
+        alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
+        derivatives = (
+            self.schedule.derivatives(t) if self.model.prediction == "velocity" else (None, None)
+        )
+        return to_data_and_noise(output, self.model.prediction, x, alpha, sigma, *derivatives)
+
+    def data(self, x: torch.Tensor, t) -> torch.Tensor:
+        return self(x, t)[0]
+
+    def noise(self, x: torch.Tensor, t) -> torch.Tensor:
+        return self(x, t)[1]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The times of a solve with alpha, sigma and lambda precomputed at each."""
+
+    ts: torch.Tensor
+    alphas: torch.Tensor
+    sigmas: torch.Tensor
+    lambdas: torch.Tensor
+    schedule: NoiseSchedule
+
+    @classmethod
+    def of(cls, schedule: NoiseSchedule, ts: torch.Tensor) -> Grid:
+        return cls(ts, schedule.alpha(ts), schedule.sigma(ts), schedule.lambda_(ts), schedule)
+
+    @property
+    def steps(self) -> int:
+        return len(self.ts) - 1
+
+
+@dataclass
+class SolverOptions:
+    """Options every solver receives; each uses those that apply to it."""
+
+    order: int
+    lower_order_final: bool = True  # drop to first/second order on the last steps (few steps)
+    corrector: str | None = None  # "unic": UniPC's corrector after a multistep predictor
+    generator: torch.Generator | None = None  # for stochastic solvers
+    callback: Callable[[int, torch.Tensor], None] | None = None
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    name: str
+    fn: Callable
+    orders: tuple[int, ...]
+    default_order: int
+    description: str
+    stochastic: bool = False
+    accepts_corrector: bool = False
+
+
+SOLVERS: dict[str, SolverSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    orders: tuple[int, ...] = (1,),
+    default_order: int | None = None,
+    stochastic: bool = False,
+    accepts_corrector: bool = False,
+):
+    def decorate(fn):
+        doc = inspect.getdoc(fn) or ""
+        SOLVERS[name] = SolverSpec(
+            name,
+            fn,
+            orders,
+            default_order or max(orders),
+            doc.splitlines()[0] if doc else "",
+            stochastic,
+            accepts_corrector,
+        )
+        return fn
+
+    return decorate
+
+
+@dataclass
+class SampleResult:
+    x: torch.Tensor
+    nfe: int
+    ts: torch.Tensor
+    solver: str
+    order: int
+    trajectory: list[torch.Tensor] | None = field(default=None, repr=False)
+
+
+def sample(
+    model: DiffusionModel,
+    x_T: torch.Tensor,
+    *,
+    solver: str,
+    steps: int | None,
+    schedule: NoiseSchedule | None = None,
+    grid="logsnr",
+    order: int | None = None,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    lower_order_final: bool = True,
+    corrector: str | None = None,
+    denoise_to_zero: bool = False,
+    seed: int = 0,
+    trajectory: bool = False,
+    **grid_options,
+) -> SampleResult:
+    """Solve from t_start (default schedule.t_max) to t_end (default schedule.t_min).
+
+    `grid` is a name from GRIDS, an explicit decreasing array of times, or a fitted grid.
+    `denoise_to_zero` adds one model call at t_end and returns its x_0 prediction (the "final
+    step to sigma 0" of diffusers' `final_sigmas_type="zero"`).
+    """
+    import workbench.diffusion  # noqa: F401  (its imports fill the registry)
+
+    schedule = schedule or model.schedule
+    if schedule.name != model.schedule.name:
+        raise ValueError(f"the model was built for {model.schedule.name}, not {schedule.name}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
+    spec = SOLVERS[solver]
+    order = spec.default_order if order is None else order
+    if order not in spec.orders:
+        allowed = ", ".join(map(str, spec.orders))
+        raise ValueError(f"{solver} supports order {allowed}, got {order}")
+    if corrector not in (None, "unic"):
+        raise ValueError(f"unknown corrector {corrector!r}; the only one is 'unic'")
+    if corrector and not spec.accepts_corrector:
+        raise ValueError(f"{solver} does not take a corrector (multistep predictors do)")
+    ts = make_grid(schedule, grid, steps, t_start, t_end, **grid_options)
+    path = [x_T.clone()] if trajectory else None
+
+    def callback(i, x):
+        path.append(x.clone())
+
+    opts = SolverOptions(
+        order=order,
+        lower_order_final=lower_order_final,
+        corrector=corrector,
+        generator=torch.Generator().manual_seed(seed),
+        callback=callback if trajectory else None,
+    )
+    ev = Evaluator(model, schedule)
+    x = spec.fn(ev, x_T.to(DTYPE), Grid.of(schedule, ts), opts)
+    if denoise_to_zero:
+        x = ev.data(x, ts[-1])
+        if trajectory:
+            path.append(x.clone())
+    return SampleResult(x, ev.nfe, ts, solver, order, path)
+
+
+# ------------------------------------------------------------------ the exact answer
+_REFERENCE_CACHE: OrderedDict[str, tuple[DiffusionModel, torch.Tensor]] = OrderedDict()
+_REFERENCE_CACHE_SIZE = 32
+
+
+def reference_solution(
+    model: DiffusionModel,
+    x_T: torch.Tensor,
+    *,
+    schedule: NoiseSchedule | None = None,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    rtol: float = 1e-11,
+    atol: float = 1e-11,
+) -> torch.Tensor:
+    """The probability-flow ODE solution at t_end from x_T at t_start, to tolerance 1e-11.
+
+    Integrated in lambda = log(alpha / sigma) for y = x / alpha, where the ODE reads
+    dy/dlambda = -e^{-lambda} eps(x, t) (the form DDIM discretizes exactly to first order),
+    with scipy's DOP853 (8th order, adaptive) in float64. Cached by model, x_T and the ends.
+    """
+    schedule = schedule or model.schedule
+    t_start = schedule.t_max if t_start is None else float(t_start)
+    t_end = schedule.t_min if t_end is None else float(t_end)
+    key = _reference_key(model, x_T, schedule, t_start, t_end, rtol, atol)
+    if key in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.move_to_end(key)
+        return _REFERENCE_CACHE[key][1].clone()
+
+    ev = Evaluator(model, schedule)
+    shape = x_T.shape
+    lam_start, lam_end = float(schedule.lambda_(t_start)), float(schedule.lambda_(t_end))
+
+    def rhs(lam, y):
+        t = schedule.t_of_lambda(torch.tensor(lam, dtype=DTYPE))
+        alpha = schedule.alpha(t)
+        x = alpha * torch.from_numpy(y).reshape(shape)
+        return (-np.exp(-lam) * ev.noise(x, t)).reshape(-1).numpy()
+
+    y0 = (x_T.to(DTYPE) / schedule.alpha(t_start)).reshape(-1).numpy()
+    solution = solve_ivp(rhs, (lam_start, lam_end), y0, method="DOP853", rtol=rtol, atol=atol)
+    if not solution.success:
+        raise RuntimeError(f"the reference ODE solve failed: {solution.message}")
+    x_end = schedule.alpha(t_end) * torch.from_numpy(solution.y[:, -1]).reshape(shape)
+    _REFERENCE_CACHE[key] = (model, x_end)  # holding the model keeps its id from being reused
+    if len(_REFERENCE_CACHE) > _REFERENCE_CACHE_SIZE:
+        _REFERENCE_CACHE.popitem(last=False)
+    return x_end.clone()
+
+
+def _reference_key(model, x_T, schedule, t_start, t_end, rtol, atol) -> str:
+    digest = hashlib.sha1(x_T.detach().to(DTYPE).contiguous().numpy().tobytes()).hexdigest()
+    return f"{id(model.fn)}|{model.name}|{schedule.name}|{t_start}|{t_end}|{rtol}|{atol}|{digest}"
