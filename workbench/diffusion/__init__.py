@@ -1,7 +1,9 @@
 """Diffusion sampling on exact ground truth: schedules, time grids, model outputs, solvers."""
 
+from workbench.diffusion import dpm_solver_v3 as _dpm_solver_v3  # noqa: F401  (registers it)
 from workbench.diffusion import solvers as _solvers  # noqa: F401  (fills SOLVERS)
 from workbench.diffusion.grids import GRIDS, make_grid
+from workbench.diffusion.learned import FittedGrid, fit_grid
 from workbench.diffusion.models import PREDICTIONS, DiffusionModel, convert
 from workbench.diffusion.sampling import (
     SOLVERS,
@@ -31,6 +33,7 @@ __all__ = [
     "DiffusionModel",
     "EDMSchedule",
     "Evaluator",
+    "FittedGrid",
     "Grid",
     "ModelOutputError",
     "NoiseSchedule",
@@ -39,6 +42,7 @@ __all__ = [
     "VESchedule",
     "VPSchedule",
     "convert",
+    "fit_grid",
     "get_schedule",
     "make_grid",
     "reference_solution",

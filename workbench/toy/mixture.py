@@ -286,6 +286,18 @@ class GaussianMixture:
         return cls(torch.stack([xs.flatten(), ys.flatten()], dim=1), std)
 
     @classmethod
+    def unequal(cls) -> GaussianMixture:
+        """Five modes with widths from 0.04 to 0.5 and weights from 0.05 to 0.4.
+
+        A sharp, light mode next to broad, heavy ones is where samplers go wrong: the score is
+        steep near the sharp mode at small noise, and few-step solvers lose its mass.
+        """
+        means = [[-1.6, 0.4], [-0.4, 1.5], [1.2, 1.0], [1.4, -1.2], [-0.5, -1.1]]
+        stds = [0.04, 0.5, 0.12, 0.25, 0.08]
+        weights = [0.05, 0.4, 0.15, 0.3, 0.1]
+        return cls(means, stds, weights)
+
+    @classmethod
     def two_class(cls, separation: float = 2.0, std: float = 0.5) -> GaussianMixture:
         """Two overlapping classes of two modes each, with unequal widths and weights.
 
