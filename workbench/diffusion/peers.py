@@ -64,25 +64,100 @@ def diffusers_times(scheduler, steps: int) -> list[float]:
 
 
 def diffusers_configurations() -> dict[str, object]:
-    """Name -> factory of every diffusers configuration the benchmark and notebook compare:
-    defaults, Karras sigmas, uniform-lambda spacing, orders 2 and 3."""
+    """Name -> factory of the diffusers configurations the benchmark compares: DPM-Solver++ and
+    UniPC with their default, Karras and (DPM++) uniform-lambda spacings, orders 2 and 3, and DEIS.
+
+    All end at sigma_min (timestep 0), where the workbench's reference ends; NFE = steps.
+    """
     import diffusers
 
     def dpm(order, **kw):
-        return lambda: diffusers.DPMSolverMultistepScheduler(solver_order=order, **kw)
+        return lambda: diffusers.DPMSolverMultistepScheduler(
+            solver_order=order, final_sigmas_type="sigma_min", **kw
+        )
 
     def unipc(order, **kw):
-        return lambda: diffusers.UniPCMultistepScheduler(solver_order=order, **kw)
+        return lambda: diffusers.UniPCMultistepScheduler(
+            solver_order=order, final_sigmas_type="sigma_min", **kw
+        )
 
     configs = {
-        "DDIM (clip off)": lambda: diffusers.DDIMScheduler(clip_sample=False),
         "DEIS 2": lambda: diffusers.DEISMultistepScheduler(solver_order=2),
         "DEIS 3": lambda: diffusers.DEISMultistepScheduler(solver_order=3),
     }
     for order in (2, 3):
         configs[f"DPM++ {order}M"] = dpm(order)
         configs[f"DPM++ {order}M karras"] = dpm(order, use_karras_sigmas=True)
-        configs[f"DPM++ {order}M lambdas"] = dpm(order, use_lu_lambdas=True)
+        configs[f"DPM++ {order}M lu-lambdas"] = dpm(order, use_lu_lambdas=True)
         configs[f"UniPC bh2 {order}"] = unipc(order)
         configs[f"UniPC bh2 {order} karras"] = unipc(order, use_karras_sigmas=True)
     return configs
+
+
+def crosscheck(model: DiffusionModel, x_T: torch.Tensor, steps: int):
+    """Max |ours - diffusers| per algorithm on identical grids, ends and orders (a DataFrame).
+
+    Each pair is configured to the same algorithm: diffusers stepping to sigma_min (timestep 0)
+    is our grid of its times plus t = 1/1000; its lower-order final steps below 15 steps match
+    ours, except UniPC, which lowers them at every step count, so it is switched to match.
+    """
+    import diffusers
+    import pandas as pd
+
+    from workbench.diffusion.sampling import sample
+
+    pairs = {
+        "DDIM": (lambda: diffusers.DDIMScheduler(clip_sample=False), "ddim", {}, False),
+        "DPM-Solver++ 2M": (
+            lambda: diffusers.DPMSolverMultistepScheduler(final_sigmas_type="sigma_min"),
+            "dpmpp_2m",
+            {},
+            True,
+        ),
+        "DPM-Solver++ 3M": (
+            lambda: diffusers.DPMSolverMultistepScheduler(
+                solver_order=3, final_sigmas_type="sigma_min"
+            ),
+            "dpmpp_3m",
+            {},
+            True,
+        ),
+        "UniPC bh2": (
+            lambda: diffusers.UniPCMultistepScheduler(
+                final_sigmas_type="sigma_min", lower_order_final=steps < 15
+            ),
+            "unipc_bh2",
+            {},
+            True,
+        ),
+        "DEIS 3": (
+            lambda: diffusers.DEISMultistepScheduler(solver_order=3),
+            "deis",
+            {"order": 3},
+            True,
+        ),
+    }
+    rows = []
+    for name, (make, solver, options, to_sigma_min) in pairs.items():
+        theirs = run_diffusers(make(), model, x_T, steps)
+        times = diffusers_times(make(), steps)
+        grid = [*times, T_MIN_DIFFUSERS] if to_sigma_min else times
+        # DDIM's default set_alpha_to_one=True makes its last step an x_0 prediction
+        ours = sample(
+            model,
+            x_T,
+            solver=solver,
+            steps=None,
+            grid=grid,
+            denoise_to_zero=not to_sigma_min,
+            **options,
+        ).x
+        rows.append(
+            {
+                "algorithm": name,
+                "ours": solver,
+                "steps": steps,
+                "max |ours - diffusers|": (ours - theirs).abs().max().item(),
+            }
+        )
+    return pd.DataFrame(rows).set_index("algorithm")
