@@ -7,12 +7,12 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from workbench.metrics import empirical_order
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, MultiChoice, Slider
 from workbench.diffusion import GRIDS, SOLVERS, VPSchedule
 from workbench.diffusion.study import SolverStudy, solver_names
+from workbench.metrics import empirical_order
 from workbench.toy import GaussianMixture
 from workbench.toy.fields import evaluation_grid, plot_bounds
 
@@ -20,7 +20,8 @@ PROBLEMS = {
     "8-mode ring (std 0.1)": GaussianMixture.ring,
     "unequal widths and weights": GaussianMixture.unequal,
 }
-ORDERS = {"solver default": None, "1": 1, "2": 2, "3": 3}
+# "default" rather than None: ipywidgets reads a None value as "nothing selected"
+ORDERS = {"solver default": "default", "1": 1, "2": 2, "3": 3}
 COLORS = ["#e45756", "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#17becf", "#bab0ac"]
 PANEL = 430
 N_SHOWN = 1500  # samples drawn per solver: enough to see mass, few enough to see through
@@ -47,7 +48,7 @@ def study_for(problem: str, n_samples: int, seed: int) -> SolverStudy:
     return SolverStudy(PROBLEMS[problem](), VPSchedule.linear_ddpm(), n_samples, seed)
 
 
-def order_for(solver: str, requested: int | None) -> int:
+def order_for(solver: str, requested: int | str) -> int:
     """The requested order where the solver has it, else the solver's default."""
     spec = SOLVERS[solver]
     return requested if requested in spec.orders else spec.default_order
@@ -89,7 +90,7 @@ def solver_steps_explorer(n_samples: int = 4000, seed: int = 0) -> Explorer:
             MultiChoice("solvers", "solvers", names, defaults),
             Slider("steps", "solver steps", 1, 50, 10, integer=True),
             Choice("grid", "time grid", list(GRIDS), "logsnr"),
-            Choice("order", "order (where supported)", ORDERS, None),
+            Choice("order", "order (where supported)", ORDERS, "default"),
         ],
         compute=compute,
         panels=[
@@ -226,10 +227,7 @@ def _error_layout(view: SolverView) -> dict:
 def _table_traces(view: SolverView) -> list[dict]:
     table = view.table
     cells = [list(table.index)] + [[f"{v:.2e}" for v in table[c]] for c in table.columns]
-    return [
-        {
-            "type": "table",
-            "header": {"values": ["solver", *table.columns]},
-            "cells": {"values": cells},
-        }
-    ]
+    # Non-breaking spaces: plotly 7's FigureWidget in JupyterLab drops table strings that
+    # contain a plain space (seen for "NFE 5"; static plotly renders them fine).
+    header = [name.replace(" ", "\u00a0") for name in ("solver", *table.columns)]
+    return [{"type": "table", "header": {"values": header}, "cells": {"values": cells}}]
