@@ -54,7 +54,12 @@ def use_float64(scheduler, schedule: VPSchedule) -> None:
     sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()  # VE-equivalent, per timestep
     ends_at_zero = scheduler.sigmas[-1] == 0
     last = torch.zeros((), dtype=torch.float64) if ends_at_zero else sigmas[0]
-    scheduler.sigmas = torch.cat([sigmas[scheduler.timesteps], last[None]])
+    exact = torch.cat([sigmas[scheduler.timesteps], last[None]])
+    theirs = scheduler.sigmas.to(torch.float64)
+    # Karras and uniform-lambda spacings put sigmas between integer timesteps (the model is
+    # then called at the rounded timestep, diffusers' own behaviour): keep those values.
+    same = torch.allclose(theirs, exact, rtol=1e-3, atol=0)  # float32 storage: ~1e-4 off
+    scheduler.sigmas = exact if same else theirs
 
 
 def diffusers_times(scheduler, steps: int) -> list[float]:

@@ -37,6 +37,14 @@ class Evaluator:
         self.model = model
         self.schedule = schedule
         self.nfe = 0
+        self._levels: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def know_grid(self, grid: Grid) -> None:
+        """Reuse the grid's alpha and sigma at its times (the schedule lookup was the largest
+        per-step cost of a solve with a cheap model)."""
+        self._levels = {
+            t: (a, s) for t, a, s in zip(grid.ts.tolist(), grid.alphas, grid.sigmas, strict=True)
+        }
 
     def __call__(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.as_tensor(t, dtype=DTYPE)
@@ -47,7 +55,8 @@ class Evaluator:
                 f"{self.model.name} returned NaN or infinity at t={float(t):.6g} "
                 f"(model call {self.nfe})"
             )
-        alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
+        levels = self._levels.get(float(t.detach()))
+        alpha, sigma = levels or (self.schedule.alpha(t), self.schedule.sigma(t))
         derivatives = (
             self.schedule.derivatives(t) if self.model.prediction == "velocity" else (None, None)
         )
@@ -192,7 +201,9 @@ def sample(
         callback=callback if trajectory else None,
     )
     ev = Evaluator(model, schedule)
-    x = spec.fn(ev, x_T.to(DTYPE), Grid.of(schedule, ts), opts)
+    grid_levels = Grid.of(schedule, ts)
+    ev.know_grid(grid_levels)
+    x = spec.fn(ev, x_T.to(DTYPE), grid_levels, opts)
     if denoise_to_zero:
         x = ev.data(x, ts[-1])
         if trajectory:
