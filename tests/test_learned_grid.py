@@ -32,16 +32,6 @@ MIN_RATIO = 1.2
 TEST_SEED, N_TEST = 12345, 2000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run torch on one thread: the tensors here are tiny (512 x 8 x 2), so intra-op threads
-    only add overhead, which grows to 4x on a loaded machine (measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def test_problem() -> tuple[torch.Tensor, torch.Tensor]:
     """Independent noises x_T ~ N(0, sigma_max^2 I) and their exact ODE solutions."""

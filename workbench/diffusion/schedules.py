@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from workbench import _torch  # noqa: F401  (single-threaded torch; see the module)
+
 DTYPE = torch.float64
 
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from workbench import _torch  # noqa: F401  (single-threaded torch; see the module)
+
 DTYPE = torch.float64
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | float
 
