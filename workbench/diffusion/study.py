@@ -32,6 +32,7 @@ class SolverStudy:
     model: DiffusionModel = field(init=False)
     x_T: torch.Tensor = field(init=False)
     _cache: dict = field(init=False, default_factory=dict, repr=False)
+    _errors: dict = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.model = self.mixture.denoiser(self.schedule)
@@ -48,7 +49,7 @@ class SolverStudy:
     def solve(
         self, solver: str, steps: int, grid="logsnr", order: int | None = None, **options
     ) -> SampleResult:
-        key = (solver, steps, _grid_key(grid), order, tuple(sorted(options.items())))
+        key = _settings_key(solver, steps, grid, order, options)
         if key not in self._cache:
             self._cache[key] = sample(
                 self.model,
@@ -63,18 +64,27 @@ class SolverStudy:
         return self._cache[key]
 
     def error(self, solver: str, steps: int, grid="logsnr", order: int | None = None, **options):
-        """Mean L2 distance of the solver's samples from the exact ODE solution."""
-        return mean_l2_error(self.solve(solver, steps, grid, order, **options).x, self.reference)
+        """Mean L2 distance of the solver's samples from the exact ODE solution (cached: the
+        explorer asks for every point of every curve on each update)."""
+        key = _settings_key(solver, steps, grid, order, options)
+        if key not in self._errors:
+            result = self.solve(solver, steps, grid, order, **options)
+            self._errors[key] = mean_l2_error(result.x, self.reference)
+        return self._errors[key]
 
     def error_curve(
         self, solver: str, grid="logsnr", order: int | None = None, steps=CURVE_STEPS, **options
     ) -> pd.DataFrame:
         """Error against NFE over `steps` (one row per step count)."""
-        rows = []
-        for n in steps:
-            result = self.solve(solver, n, grid, order, **options)
-            error = mean_l2_error(result.x, self.reference)
-            rows.append({"solver": solver, "steps": n, "nfe": result.nfe, "error": error})
+        rows = [
+            {
+                "solver": solver,
+                "steps": n,
+                "nfe": self.solve(solver, n, grid, order, **options).nfe,
+                "error": self.error(solver, n, grid, order, **options),
+            }
+            for n in steps
+        ]
         return pd.DataFrame(rows)
 
     def table(self, solvers, grid="logsnr", nfes=(5, 10, 20), order=None) -> pd.DataFrame:
@@ -92,6 +102,10 @@ class SolverStudy:
 def solver_names(stochastic: bool = False) -> list[str]:
     """Registered solvers (deterministic ones unless asked), in registration order."""
     return [name for name, spec in SOLVERS.items() if stochastic or not spec.stochastic]
+
+
+def _settings_key(solver, steps, grid, order, options) -> tuple:
+    return (solver, steps, _grid_key(grid), order, tuple(sorted(options.items())))
 
 
 def _grid_key(grid):

@@ -54,7 +54,6 @@ class NoisedSnapshot:
     samples: torch.Tensor  # (N, 2) exact samples of p_t
     arrow_points: torch.Tensor  # (m*m, 2) where the score field is drawn
     tweedie_steps: torch.Tensor  # (m*m, 2) sigma^2 * score = alpha E[x_0 | x_t] - x_t
-    class_posterior: torch.Tensor  # (n, n, C) p(c | x_t) on the grid
 
 
 @lru_cache(maxsize=8)
@@ -77,7 +76,7 @@ def noised_snapshot(
     arrow_grid_size: int = 21,
     bounds: tuple[float, float, float, float] | None = None,
 ) -> NoisedSnapshot:
-    """Density, exact samples, score field and class posterior of p_t on a grid.
+    """Density, exact samples and score field of p_t on a grid.
 
     x_t = alpha x_0 + sigma eps; the samples reuse fixed x_0 and eps (see `_clean_draws`).
     """
@@ -86,7 +85,6 @@ def noised_snapshot(
     bounds = bounds or plot_bounds(mixture, at_least=3.0)
     xs, ys, points = evaluation_grid(bounds, grid_size)
     log_density = mixture.noised_log_prob(points, alpha, sigma).reshape(grid_size, grid_size)
-    posterior = mixture.class_posterior(points, alpha, sigma).reshape(grid_size, grid_size, -1)
     _, _, arrow_points = evaluation_grid(bounds, arrow_grid_size)
     steps = alpha * mixture.denoise(arrow_points, alpha, sigma) - arrow_points
     x0, eps = _clean_draws(mixture, n_samples, seed)
@@ -99,5 +97,4 @@ def noised_snapshot(
         samples=alpha * x0 + sigma * eps,
         arrow_points=arrow_points,
         tweedie_steps=steps,
-        class_posterior=posterior,
     )
