@@ -66,11 +66,29 @@ def points(xy, *, name: str, color: str = "white", size: float = 3, opacity: flo
     }
 
 
-def arrows(starts, vectors, *, name: str, color: str = "black", head: float = 0.25) -> dict:
-    """Many arrows as one line trace: segments and two-stroke heads separated by gaps (None).
+def polylines(paths, *, name: str, color: str, width: float = 1.0, markers: bool = False) -> dict:
+    """Many polylines as one line trace, separated by gaps: paths is (points per line, lines, 2).
 
-    One trace instead of plotly's quiver figure factory keeps an update to a single array write.
+    One trace instead of one per line keeps an update to a single array write.
     """
+    paths = _numpy(paths)
+    gap = np.full((1, *paths.shape[1:]), np.nan, dtype=paths.dtype)
+    xy = np.concatenate([paths, gap]).transpose(1, 0, 2).reshape(-1, 2)
+    return {
+        "type": "scatter",
+        "x": xy[:, 0],
+        "y": xy[:, 1],
+        "mode": "lines+markers" if markers else "lines",
+        "name": name,
+        "line": {"color": color, "width": width},
+        "marker": {"size": 3},
+        "hoverinfo": "skip",
+        "connectgaps": False,
+    }
+
+
+def arrows(starts, vectors, *, name: str, color: str = "black", head: float = 0.25) -> dict:
+    """Many arrows as one trace: each a shaft and a two-stroke head, drawn as polylines."""
     starts, vectors = _numpy(starts), _numpy(vectors)
     ends = starts + vectors
     # Heads: two short strokes back from the tip, rotated +-25 degrees from the shaft.
@@ -80,18 +98,10 @@ def arrows(starts, vectors, *, name: str, color: str = "black", head: float = 0.
         np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) for a in (angle, -angle)
     ]
     left, right = (ends + back @ r.T for r in rotations)
-    gap = np.full_like(starts, np.nan)
-    path = np.stack([starts, ends, gap, left, ends, right, gap], axis=1).reshape(-1, 2)
-    return {
-        "type": "scatter",
-        "x": path[:, 0],
-        "y": path[:, 1],
-        "mode": "lines",
-        "name": name,
-        "line": {"color": color, "width": 1.2},
-        "hoverinfo": "skip",
-        "connectgaps": False,
-    }
+    shafts = np.stack([starts, ends])  # (2, n, 2)
+    heads = np.stack([left, ends, right])  # (3, n, 2)
+    gap = np.full_like(shafts[:1], np.nan)
+    return polylines(np.concatenate([shafts, gap, heads]), name=name, color=color, width=1.2)
 
 
 def fit_arrows(vectors, spacing: float, fill: float = 0.9) -> tuple[np.ndarray, float]:

@@ -155,20 +155,7 @@ def _path_traces(view: SolverView) -> list[dict]:
     reference = view.study.reference[:N_PATHS].numpy()
     traces = [figures.points(reference, name="exact endpoint", color="black", size=7, opacity=0.9)]
     for color, solver in zip(COLORS, view.solvers, strict=False):
-        path = view.paths[solver]  # (steps + 1, N, 2)
-        gap = np.full((1, path.shape[1], 2), np.nan)
-        lines = np.concatenate([path, gap]).transpose(1, 0, 2).reshape(-1, 2)
-        traces.append(
-            {
-                "type": "scatter",
-                "x": lines[:, 0],
-                "y": lines[:, 1],
-                "mode": "lines+markers",
-                "name": solver,
-                "line": {"color": color, "width": 1},
-                "marker": {"size": 3},
-            }
-        )
+        traces.append(figures.polylines(view.paths[solver], name=solver, color=color, markers=True))
     return traces
 
 
