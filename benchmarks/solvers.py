@@ -68,51 +68,48 @@ def best_per_nfe(errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def overhead(n: int = 4000, steps: int = 50, repeats: int = 3) -> pd.DataFrame:
-    """Seconds per step beyond the model call, with a model that costs almost nothing."""
+    """Milliseconds per step of a solve whose model costs almost nothing: the overhead."""
     import diffusers
 
     schedule = VPSchedule.linear_ddpm()
     trivial = DiffusionModel(lambda x, t: 0.5 * x, "data", schedule, "trivial")
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    timings = {}
-    for label, run in {
-        "workbench dpmpp_2m": lambda: sample(trivial, x_T, solver="dpmpp_2m", steps=steps),
-        "diffusers DPM++ 2M": lambda: run_diffusers(
-            diffusers.DPMSolverMultistepScheduler(final_sigmas_type="sigma_min"),
-            trivial,
-            x_T,
-            steps,
-            float64=False,
-        ),
-        "workbench unipc_bh2": lambda: sample(trivial, x_T, solver="unipc_bh2", steps=steps),
-        "diffusers UniPC bh2": lambda: run_diffusers(
-            diffusers.UniPCMultistepScheduler(final_sigmas_type="sigma_min"),
-            trivial,
-            x_T,
-            steps,
-            float64=False,
-        ),
-    }.items():
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - start)
-        timings[label] = best / steps * 1e3
+    # method -> (our solver, diffusers scheduler class), both ending at sigma_min
     pairs = {
-        "DPM++ 2M": ("workbench dpmpp_2m", "diffusers DPM++ 2M"),
-        "UniPC bh2": ("workbench unipc_bh2", "diffusers UniPC bh2"),
+        "DPM++ 2M": ("dpmpp_2m", diffusers.DPMSolverMultistepScheduler),
+        "UniPC bh2": ("unipc_bh2", diffusers.UniPCMultistepScheduler),
     }
-    rows = [
-        {
-            "method": method,
-            "workbench ms/step": timings[ours],
-            "diffusers ms/step": timings[theirs],
-            "ratio (ours/theirs)": timings[ours] / timings[theirs],
-        }
-        for method, (ours, theirs) in pairs.items()
-    ]
+    rows = []
+    for method, (solver, scheduler) in pairs.items():
+        ours = _ms_per_step(
+            lambda solver=solver: sample(trivial, x_T, solver=solver, steps=steps), steps, repeats
+        )
+        theirs = _ms_per_step(
+            lambda scheduler=scheduler: run_diffusers(
+                scheduler(final_sigmas_type="sigma_min"), trivial, x_T, steps, float64=False
+            ),
+            steps,
+            repeats,
+        )
+        rows.append(
+            {
+                "method": method,
+                "workbench ms/step": ours,
+                "diffusers ms/step": theirs,
+                "ratio (ours/theirs)": ours / theirs,
+            }
+        )
     return pd.DataFrame(rows).set_index("method")
+
+
+def _ms_per_step(run, steps: int, repeats: int) -> float:
+    """Best of `repeats` wall times of `run()`, per step, in milliseconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best / steps * 1e3
 
 
 def main() -> None:

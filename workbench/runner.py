@@ -166,10 +166,10 @@ def profile_of(notebook: Path, values: dict[str, Any]) -> str:
     }
     if custom:
         return regression.CUSTOM_PROFILE
-    smoke = values.get(
-        SMOKE_PARAMETER,
-        _literal(declared.get(SMOKE_PARAMETER, Parameter("", "", "False", "")).default),
-    )
+    if SMOKE_PARAMETER in values:
+        smoke = values[SMOKE_PARAMETER]
+    else:
+        smoke = SMOKE_PARAMETER in declared and _literal(declared[SMOKE_PARAMETER].default)
     return "smoke" if smoke else "full"
 
 
