@@ -55,7 +55,7 @@ def project(tmp_path, monkeypatch):
 
 
 def only_run(project: runner.Project):
-    runs = sorted(project.runs_dir.iterdir())
+    runs = sorted(p for p in project.runs_dir.iterdir() if p.is_dir())
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -218,3 +218,84 @@ def test_record_refuses_what_cannot_be_compared(monkeypatch, tmp_path):
     assert written["from_torch"]["value"] == 3
     assert reporting.recorded() == {"from_numpy": 0.5, "from_torch": 3}
     reporting.clear()
+
+
+# ------------------------------------------------------------------ grids, backends, history
+def test_grid_runs_every_point_with_typed_values_and_keeps_each_output(project, capsys):
+    code = main(["run", "01_answer", "--grid", "SCALE=1,3", "--grid", "LABEL=a,b", "--no-html"])
+    assert code == 0, capsys.readouterr().err
+    run_dir = only_run(project)
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    answers = {key: entry["metrics"]["answer"]["value"] for key, entry in payload.items()}
+    assert answers == {
+        "01_answer[SCALE=1,LABEL=a]": 21.0,
+        "01_answer[SCALE=1,LABEL=b]": 21.0,
+        "01_answer[SCALE=3,LABEL=a]": 63.0,
+        "01_answer[SCALE=3,LABEL=b]": 63.0,
+    }
+    assert len(list(run_dir.glob("01_answer[[]*].ipynb"))) == 4  # one executed copy per point
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--grid", "SCALE"], "expected NAME=V1,V2"),
+        (["--grid", "SCALE=1,,2"], "expected NAME=V1,V2"),
+        (["--grid", "SCALE=1", "--grid", "SCALE=2"], "SCALE is given twice"),
+        (["--grid", "SCALE=1,x"], "SCALE"),
+        (["--grid", "SCALE=1", "-p", "SCALE", "2"], "set by both -p and --grid"),
+        (["--backend", "slurm"], "unknown backend 'slurm'"),
+    ],
+)
+def test_bad_grids_and_backends_are_refused_before_running(project, capsys, argv, message):
+    assert main(["run", "01_answer", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not project.runs_dir.exists() or not list(project.runs_dir.iterdir())  # nothing ran
+
+
+def test_grid_on_local_processes_gives_the_inprocess_results(project, capsys):
+    assert (
+        main(
+            [
+                "run",
+                "01_answer",
+                "--grid",
+                "SCALE=1,2,3",
+                "--backend",
+                "processes:2",
+                "--no-html",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    payload = json.loads((only_run(project) / "metrics.json").read_text())
+    assert [e["metrics"]["answer"]["value"] for e in payload.values()] == [21.0, 42.0, 63.0]
+
+
+def test_every_run_lands_in_the_history_and_shows_a_trend(project, capsys):
+    from workbench import history
+
+    for scale in ("1", "2", "4"):
+        assert main(["run", "01_answer", "-p", "SCALE", scale, "--no-html", "-q"]) == 0
+    path = history.database(project.runs_dir)
+    trend = history.trend(path, "01_answer", "answer")
+    assert trend["value"].tolist() == [21.0, 42.0, 84.0]
+    assert trend["profile"].tolist() == ["custom", "full", "custom"]  # SCALE=2 is the default
+    runs = history.runs(path, "01_answer")
+    assert runs["parameters"].iloc[-1]["SCALE"] == 4.0 and (runs["runtime_s"] > 0).all()
+    capsys.readouterr()
+    assert main(["history", "01_answer", "answer"]) == 0
+    shown = capsys.readouterr().out
+    assert "84" in shown and "▁▃█" in shown  # 21, 42, 84 on the sparkline
+    assert main(["history", "01_answer", "nonsense"]) == 1
+    assert "recorded metrics: answer, label" in capsys.readouterr().out
+
+
+def test_failed_runs_are_recorded_without_their_missing_metrics(project):
+    from workbench import history
+
+    main(["run", "02_broken", "--no-html", "-q"])
+    runs = history.runs(history.database(project.runs_dir))
+    assert runs["status"].tolist() == ["failed"]
+    assert history.trend(history.database(project.runs_dir), "02_broken", "runtime_s").empty

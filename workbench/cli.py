@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench import runner
+import pandas as pd
+
+from workbench import history, runner
+from workbench.backends import BackendError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     project = runner.Project.find()
     try:
         return args.command(args, project)
-    except runner.RunnerError as error:
+    except (runner.RunnerError, BackendError) as error:
         print(f"workbench: error: {error}", file=sys.stderr)
         return 2
 
@@ -40,6 +43,8 @@ def _run(args: argparse.Namespace, project: runner.Project) -> int:
         notebooks,
         [tuple(p) for p in args.parameter],
         smoke=args.smoke,
+        grid=args.grid,
+        backend=args.backend,
         project=project,
         run_dir=Path(args.run_dir) if args.run_dir else None,
         progress=not args.quiet,
@@ -59,6 +64,74 @@ def _check(args: argparse.Namespace, project: runner.Project) -> int:
         update_baselines=args.update_baselines,
     )
     return 0 if clean else 1
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values) -> str:
+    """A metric's trend in one line of block characters (flat when it does not move)."""
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return ""  # a text metric has no trend line
+    low, high = min(values), max(values)
+    if high - low <= 1e-12 * max(abs(high), 1.0):
+        return SPARK[3] * len(values)
+    return "".join(SPARK[round((v - low) / (high - low) * (len(SPARK) - 1))] for v in values)
+
+
+def _history(args: argparse.Namespace, project: runner.Project) -> int:
+    path = history.database(project.runs_dir)
+    if not path.exists():
+        print(f"no run history yet ({path}): `python -m workbench run` records every run")
+        return 0
+    notebooks = (
+        runner.resolve_notebooks([args.notebook], project.notebooks_dir) if args.notebook else []
+    )
+    stem = notebooks[0].stem if notebooks else None
+    if not stem:
+        frame = history.runs(path, profile=args.profile).tail(args.last)
+        if frame.empty:
+            print("no runs recorded")
+            return 0
+        frame["commit"] = frame["git_commit"].fillna("").str[:8]
+        shown = frame[
+            [
+                "recorded_at",
+                "notebook",
+                "profile",
+                "status",
+                "commit",
+                "runtime_s",
+                "peak_memory_mb",
+            ]
+        ]
+        print(shown.to_string(index=False))
+        return 0
+    if not args.metric:
+        names = history.metric_names(path, stem)
+        if not names:
+            print(f"no metrics recorded for {stem}")
+            return 0
+        print(f"{stem}: metrics recorded (plus runtime_s and peak_memory_mb)")
+        for name in names:
+            trend = history.trend(path, stem, name, args.profile)
+            line = sparkline(trend["value"].tail(args.last)) if not trend.empty else ""
+            latest = f"{trend['value'].iloc[-1]:.6g}" if not trend.empty else "-"
+            print(f"  {name:<40} {len(trend):>4} runs  latest {latest:<12} {line}")
+        return 0
+    trend = history.trend(path, stem, args.metric, args.profile).tail(args.last)
+    if trend.empty:
+        known = ", ".join(history.metric_names(path, stem)) or "none"
+        print(f"no values of {args.metric!r} for {stem} (recorded metrics: {known})")
+        return 1
+    trend = trend.assign(change=trend["value"].diff())
+    table = trend[["recorded_at", "profile", "commit", "value", "change"]]
+    with pd.option_context("display.float_format", "{:.6g}".format):
+        print(table.to_string(index=False))
+    print(f"{stem} {args.metric}: {sparkline(trend['value'])}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +158,19 @@ def _parser() -> argparse.ArgumentParser:
         help="set a parameter (parsed with the type the notebook declares); repeatable",
     )
     running.add_argument("--smoke", action="store_true", help="shorthand for -p SMOKE True")
+    running.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="run every notebook at each value (several --grid: every combination)",
+    )
+    running.add_argument(
+        "--backend",
+        default="inprocess",
+        help="where the executions run: inprocess (default), processes[:N], dask[:N] "
+        "(a local cluster) or dask://HOST:PORT (a running scheduler)",
+    )
     running.add_argument("--run-dir", help="write into this folder instead of a new one")
     running.add_argument("--no-html", action="store_true", help="skip the HTML export")
     running.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bar")
@@ -98,6 +184,15 @@ def _parser() -> argparse.ArgumentParser:
         help="rewrite tests/baselines/ from the run instead of comparing",
     )
     checking.set_defaults(command=_check)
+
+    past = commands.add_parser(
+        "history", help="recorded runs; a notebook's metrics; one metric's trend across runs"
+    )
+    past.add_argument("notebook", nargs="?", help="a notebook (name, stem or path)")
+    past.add_argument("metric", nargs="?", help="a metric name, runtime_s or peak_memory_mb")
+    past.add_argument("--profile", choices=("smoke", "full", "custom"), help="only this profile")
+    past.add_argument("--last", type=int, default=20, help="how many runs to show (default 20)")
+    past.set_defaults(command=_history)
     return parser
 
 

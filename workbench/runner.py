@@ -2,7 +2,9 @@
 
 A run writes `runs/<timestamp>/`: for each notebook the executed `.ipynb`, an `.html` export
 and its recorded metrics, plus `metrics.json` for the whole run (status, runtime, peak
-memory of the kernel, parameters, profile, metrics) and `summary.txt`, the printed table.
+memory of the kernel, parameters, profile, metrics) and `summary.txt`, the printed table;
+every result is also appended to the run history (`runs/history.sqlite`, workbench.history).
+With `grid`, each notebook runs at every point of a parameter grid, on any backend.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import psutil
 
-from workbench import regression
+from workbench import history, regression
+from workbench.backends import get_backend
 from workbench.reporting import METRICS_FILE_ENV
 
 KERNEL_NAME = "python3"
@@ -193,6 +197,11 @@ class NotebookResult:
     error: str | None = None
     executed: str | None = None  # path of the executed notebook
     check: str | None = None  # the regression verdict, filled in by the run
+    variant: str = ""  # the grid point ("WIDTH=64,LR=0.01") when the run is part of a grid
+
+    @property
+    def label(self) -> str:
+        return f"{self.notebook}[{self.variant}]" if self.variant else self.notebook
 
     @property
     def ok(self) -> bool:
@@ -250,15 +259,20 @@ def execute(
     *,
     progress: bool = False,
     html: bool = True,
+    variant: str = "",
 ) -> NotebookResult:
-    """Execute one notebook into `out_dir`; never raises for a failing notebook."""
+    """Execute one notebook into `out_dir`; never raises for a failing notebook.
+
+    `variant` names a grid point; it suffixes the output files so grid runs do not collide.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     notebook = Path(notebook).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / notebook.name
-    metrics_file = out_dir / f"{notebook.stem}.metrics.json"
+    name = f"{notebook.stem}[{_safe(variant)}]" if variant else notebook.stem
+    executed = out_dir / f"{name}.ipynb"
+    metrics_file = out_dir / f"{name}.metrics.json"
     metrics_file.unlink(missing_ok=True)
     profile = profile_of(notebook, values)
     error = None
@@ -301,7 +315,12 @@ def execute(
         metrics=metrics,
         error=error,
         executed=str(executed) if executed.exists() else None,
+        variant=variant,
     )
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", text)
 
 
 def _describe_failure(failure, executed: Path) -> str:
@@ -359,53 +378,135 @@ def latest_run(runs_dir: Path) -> Path:
     return max(runs, key=lambda p: (p.stat().st_mtime, p.name))
 
 
+def parse_grid(specs: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """`NAME=V1,V2,...` strings -> [(NAME, [V1, V2, ...])] (values parsed later, per notebook)."""
+    axes = []
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        items = [v.strip() for v in values.split(",")]
+        if not sep or not name.strip() or not all(items):
+            raise RunnerError(f"--grid {spec!r}: expected NAME=V1,V2,... with non-empty values")
+        if name.strip() in {n for n, _ in axes}:
+            raise RunnerError(f"--grid {name.strip()} is given twice")
+        axes.append((name.strip(), items))
+    return axes
+
+
+def grid_points(axes: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str, str]]]:
+    """The cartesian product of the axes, first axis slowest; one empty point without axes."""
+    names = [name for name, _ in axes]
+    return [list(zip(names, combo, strict=True)) for combo in product(*(v for _, v in axes))]
+
+
 def run(
     notebooks: Sequence[Path],
     raw_parameters: Sequence[tuple[str, str]] = (),
     *,
     smoke: bool = False,
+    grid: Sequence[str] = (),
+    backend=None,
     project: Project | None = None,
     run_dir: Path | None = None,
     progress: bool = True,
     html: bool = True,
     echo=print,
 ) -> tuple[Path, list[NotebookResult]]:
-    """Execute notebooks into a new run folder, check their metrics, print the table."""
+    """Execute notebooks (each at every `grid` point) into a new run folder, check their
+    metrics against the baselines, record them in the run history, print the table.
+
+    `backend` (see workbench.backends) says where the executions run: here one after the
+    other (default), in local processes, or on Dask workers.
+    """
     project = project or Project.find()
     if not notebooks:
         raise RunnerError(f"no notebooks to run in {project.notebooks_dir}")
-    # Validate every notebook's parameters before running anything.
+    points = grid_points(parse_grid(grid))
+    backend = get_backend(backend)  # a bad backend name fails here, before anything runs
+    fixed = {name for name, _ in raw_parameters}
+    clash = fixed & {name for name, _ in points[0]}
+    if clash:
+        raise RunnerError(f"{', '.join(sorted(clash))} is set by both -p and --grid")
+    # Validate every notebook's parameters at every grid point before running anything.
     plans = []
     for notebook in notebooks:
-        values = coerce_parameters(notebook, raw_parameters)
-        if smoke:
-            if SMOKE_PARAMETER not in parameters(notebook):
-                raise RunnerError(f"{Path(notebook).name} declares no {SMOKE_PARAMETER} parameter")
-            values[SMOKE_PARAMETER] = True
-        plans.append((Path(notebook), values))
+        for point in points:
+            values = coerce_parameters(notebook, [*raw_parameters, *point])
+            if smoke:
+                if SMOKE_PARAMETER not in parameters(notebook):
+                    raise RunnerError(
+                        f"{Path(notebook).name} declares no {SMOKE_PARAMETER} parameter"
+                    )
+                values[SMOKE_PARAMETER] = True
+            variant = ",".join(f"{name}={value}" for name, value in point)
+            plans.append((Path(notebook), values, variant))
     run_dir = run_dir or new_run_dir(project.runs_dir)
-    results = []
-    for notebook, values in plans:
-        shown = " ".join(f"{k}={v!r}" for k, v in values.items())
-        echo(f"▶ {notebook.stem} {shown}".rstrip())
-        result = execute(notebook, run_dir, values, progress=progress, html=html)
+    tasks = [
+        _Execution(
+            notebook, run_dir, values, variant, progress and backend.name == "inprocess", html
+        )
+        for notebook, values, variant in plans
+    ]
+    if backend.name == "inprocess":
+        results = []
+        for task in tasks:
+            echo(task.describe())
+            results.append(task())
+    else:
+        for task in tasks:
+            echo(task.describe())
+        echo(f"… {len(tasks)} execution(s) on the {backend.name} backend")
+        results = backend.map(_run_execution, tasks, progress="notebooks" if progress else None)
+    for result in results:
         if result.ok:
             verdict = regression.check_notebook(
                 project.baselines_dir, result.notebook, result.profile, result.metrics
             )
             result.check = verdict.summary()
         else:
-            echo(f"✗ {notebook.stem} FAILED: {result.error}")
+            echo(f"✗ {result.label} FAILED: {result.error}")
             echo(f"  executed notebook kept at {result.executed}")
-        results.append(result)
     write_run(run_dir, results)
+    commit, dirty = history.git_state(project.root)
+    history.record_results(
+        history.database(project.runs_dir), run_dir, results, commit=commit, dirty=dirty
+    )
     echo(format_table(results))
     echo(f"run folder: {run_dir}")
     return run_dir, results
 
 
+@dataclass(frozen=True)
+class _Execution:
+    """One notebook at one parameter point: picklable, so any backend can run it."""
+
+    notebook: Path
+    run_dir: Path
+    values: dict[str, Any]
+    variant: str
+    progress: bool
+    html: bool
+
+    def describe(self) -> str:
+        shown = " ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"▶ {self.notebook.stem} {shown}".rstrip()
+
+    def __call__(self) -> NotebookResult:
+        return execute(
+            self.notebook,
+            self.run_dir,
+            self.values,
+            progress=self.progress,
+            html=self.html,
+            variant=self.variant,
+        )
+
+
+def _run_execution(task: _Execution) -> NotebookResult:
+    return task()
+
+
 def write_run(run_dir: Path, results: Sequence[NotebookResult]) -> None:
-    payload = {result.notebook: asdict(result) for result in results}
+    payload = {result.label: asdict(result) for result in results}
     (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (run_dir / "summary.txt").write_text(format_table(results) + "\n")
 
@@ -419,7 +520,7 @@ def format_table(results: Sequence[NotebookResult]) -> str:
     header = ("notebook", "profile", "status", "runtime", "peak memory", "metrics vs baseline")
     rows = [
         (
-            r.notebook,
+            r.label,
             r.profile,
             r.status,
             f"{r.runtime_s:.1f} s",
