@@ -1,0 +1,131 @@
+"""Every explorer served as a Panel app: an index page linking one page per topic.
+
+    ./dev serve                        # http://127.0.0.1:5006 (localhost only)
+    python -m widgets.app --port 8080 --address 0.0.0.0   # to share on a network, deliberately
+
+Each page is the topic notebook's explorer, with the notebook's title and summary, usable
+without JupyterLab. Every browser session gets its own explorer (its own control values);
+the expensive work behind them is cached per process, so the second visitor pays nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import panel as pn
+
+from workbench.runner import Project, catalog
+
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 5006
+
+
+@dataclass(frozen=True)
+class Page:
+    slug: str  # the URL path: /<slug>
+    notebook: str  # the topic notebook it belongs to, e.g. "01_solver_steps.ipynb"
+    explorer: str  # "module:function" returning an Explorer (imported when first visited)
+    control: str  # the page's main control (what the browser tests move)
+
+    def build(self):
+        module, _, function = self.explorer.partition(":")
+        factory: Callable = getattr(importlib.import_module(module), function)
+        return factory()
+
+
+PAGES: tuple[Page, ...] = (
+    Page(
+        "noised-mixture",
+        "00_tour.ipynb",
+        "widgets.explorers.noised_mixture:noised_mixture_explorer",
+        "sigma",
+    ),
+    Page(
+        "solver-steps",
+        "01_solver_steps.ipynb",
+        "widgets.explorers.solver_steps:solver_steps_explorer",
+        "steps",
+    ),
+)
+
+
+@lru_cache(maxsize=1)
+def topics() -> dict[str, dict[str, str]]:
+    """Title and one-line summary of each notebook, read from the notebooks themselves."""
+    return {entry["notebook"]: entry for entry in catalog(Project.find().notebooks_dir)}
+
+
+def _header(page: Page | None) -> pn.pane.Markdown:
+    if page is None:
+        return pn.pane.Markdown("# The workbench\nOne page per topic notebook's explorer.")
+    topic = topics().get(page.notebook, {"title": page.slug, "summary": ""})
+    return pn.pane.Markdown(
+        f"[← all topics](./)\n\n# {topic['title']}\n{topic['summary']}\n\n"
+        f"*From `notebooks/{page.notebook}`; open it in JupyterLab (`./dev lab`) for the "
+        "narrative and the measurements.*",
+        sizing_mode="stretch_width",
+    )
+
+
+def _title(page: Page) -> str:
+    return topics().get(page.notebook, {"title": page.slug})["title"]
+
+
+def index_view(pages: Sequence[Page] = PAGES) -> pn.Column:
+    rows = []
+    for page in pages:
+        summary = topics().get(page.notebook, {"summary": ""})["summary"]
+        rows.append(f"- [**{_title(page)}**](./{page.slug}) — {summary}")
+    return pn.Column(_header(None), pn.pane.Markdown("\n".join(rows)), sizing_mode="stretch_width")
+
+
+def page_view(page: Page) -> pn.Column:
+    return pn.Column(_header(page), page.build().panel(), sizing_mode="stretch_width")
+
+
+def routes(pages: Sequence[Page] = PAGES) -> dict[str, Callable[[], pn.viewable.Viewable]]:
+    """URL path -> a function building that page for one browser session."""
+    table: dict[str, Callable] = {"/": lambda: index_view(pages)}
+    for page in pages:
+        table[page.slug] = lambda page=page: page_view(page)
+    return table
+
+
+def serve(
+    *,
+    address: str = DEFAULT_ADDRESS,
+    port: int = DEFAULT_PORT,
+    pages: Sequence[Page] = PAGES,
+    show: bool = False,
+):
+    """Start the server (blocking). Bound to localhost unless `address` says otherwise."""
+    origins = [f"{host}:{port}" for host in {address, "localhost", "127.0.0.1"}]
+    return pn.serve(
+        routes(pages),
+        address=address,
+        port=port,
+        websocket_origin=origins,
+        show=show,
+        title={"/": "The workbench", **{p.slug: _title(p) for p in pages}},
+        verbose=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m widgets.app", description="Serve every explorer as a Panel app."
+    )
+    parser.add_argument("--address", default=DEFAULT_ADDRESS, help="default: localhost only")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--show", action="store_true", help="open a browser tab")
+    args = parser.parse_args(argv)
+    print(f"serving the workbench explorers on http://{args.address}:{args.port}/", flush=True)
+    serve(address=args.address, port=args.port, show=args.show)
+
+
+if __name__ == "__main__":
+    main()
