@@ -82,8 +82,8 @@ def solver_steps_explorer(n_samples: int = 4000, seed: int = 0) -> Explorer:
     return Explorer(
         title="Solver steps on an exact mixture",
         description=(
-            "Every solver starts from the same 4,000 noise draws; errors are mean L2 distances "
-            "to the exact probability-flow ODE solution (DOP853, tolerance 1e-11)."
+            f"Every solver starts from the same {n_samples:,} noise draws; errors are mean L2 "
+            "distances to the exact probability-flow ODE solution (DOP853, tolerance 1e-11)."
         ),
         controls=[
             Choice("problem", "problem", list(PROBLEMS), "8-mode ring (std 0.1)"),
