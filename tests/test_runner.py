@@ -284,6 +284,11 @@ def test_every_run_lands_in_the_history_and_shows_a_trend(project, capsys):
     assert trend["profile"].tolist() == ["custom", "full", "custom"]  # SCALE=2 is the default
     runs = history.runs(path, "01_answer")
     assert runs["parameters"].iloc[-1]["SCALE"] == 4.0 and (runs["runtime_s"] > 0).all()
+    from widgets.figures import run_history
+
+    figure = run_history(runs, title="t", y_title="s")
+    assert [t["name"] for t in figure["data"]] == ["01_answer (custom)", "01_answer (full)"]
+    assert len(figure["data"][0]["y"]) == 2 and len(figure["data"][1]["y"]) == 1
     capsys.readouterr()
     assert main(["history", "01_answer", "answer"]) == 0
     shown = capsys.readouterr().out

@@ -125,3 +125,31 @@ def square_axes(bounds: tuple[float, float, float, float]) -> dict:
         "margin": {"l": 40, "r": 10, "t": 40, "b": 30},
         "showlegend": False,
     }
+
+
+def run_history(runs, value: str = "runtime_s", *, title: str, y_title: str) -> dict:
+    """One line per notebook and profile across recorded runs (workbench.history.runs), with
+    the commit in the hover: how a notebook's cost or metric moved, run after run."""
+    traces = []
+    for (notebook, profile), group in runs.groupby(["notebook", "profile"], sort=True):
+        commits = group["git_commit"].fillna("").str[:8]
+        traces.append(
+            {
+                "type": "scatter",
+                "x": group["recorded_at"].dt.strftime("%Y-%m-%d %H:%M:%S").tolist(),
+                "y": group[value].to_numpy(dtype=float),
+                "mode": "lines+markers",
+                "name": f"{notebook} ({profile})",
+                "line": {"dash": "dot" if profile == "smoke" else "solid"},
+                "customdata": commits.to_numpy()[:, None],
+                "hovertemplate": "%{y:.3g}<br>%{x}<br>commit %{customdata[0]}<extra></extra>",
+            }
+        )
+    layout = {
+        "title": {"text": title},
+        "xaxis": {"title": {"text": "run finished at"}},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "height": 380,
+        "legend": {"orientation": "h", "y": -0.3},
+    }
+    return {"data": traces, "layout": layout}
