@@ -1,0 +1,156 @@
+"""Notebooks 03 and 04's explorers, driven headlessly: every control, figures against the sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from widgets.explorers.lr_transfer import (
+    coord_check_figure,
+    lr_depth_explorer,
+    lr_width_explorer,
+    sweep_figure,
+)
+from workbench import sweep
+from workbench.scaling import coordinate_check, lr_sweep, seed_averaged
+
+WIDTHS = (16, 32)
+LRS = [2.0**k for k in range(-10, 3, 2)]  # 2^-10 ... 2^2: SP diverges at the top
+
+
+@pytest.fixture(scope="module")
+def width_sweeps(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(sweep.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        common = dict(widths=WIDTHS, lrs=LRS, seeds=(0, 1), steps=10, progress=False)
+        return {
+            ("sp", "adam"): lr_sweep(parametrization="sp", **common),
+            ("mup", "adam"): lr_sweep(parametrization="mup", **common),
+            ("mup", "sgd"): lr_sweep(parametrization="mup", optimizer="sgd", **common),
+        }
+
+
+@pytest.fixture(scope="module")
+def depth_sweeps(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(sweep.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        common = dict(
+            parametrization="mup",
+            model="resmlp",
+            widths=[16],
+            depths=(2, 4),
+            lrs=LRS,
+            steps=8,
+            progress=False,
+        )
+        return {
+            (alpha, corrected): lr_sweep(alpha=alpha, lr_correction=corrected, **common)
+            for alpha, corrected in ((0.0, False), (0.0, True), (0.5, True), (1.0, True))
+        }
+
+
+def test_width_explorer_every_swept_combination(width_sweeps):
+    explorer = lr_width_explorer(width_sweeps)
+    for (parametrization, optimizer), df in width_sweeps.items():
+        for width in WIDTHS:
+            for log2_lr in (-10.0, -4.0, 2.0):
+                update = explorer.update(
+                    parametrization=parametrization,
+                    optimizer=optimizer,
+                    value=width,
+                    log2_lr=log2_lr,
+                )
+                assert update.ok, update.error
+                view = update.result
+                # the training panel shows exactly this run's curves, seed by seed
+                rows = df[(df.width == width) & (df.lr == 2.0**log2_lr)].sort_values("seed")
+                np.testing.assert_array_equal(view.curves, np.stack(rows.curve.to_numpy()))
+                seeds = update.figures["training"]["data"][: 2 * len(rows) : 2]  # raw curves
+                for trace, curve in zip(seeds, rows.curve, strict=True):
+                    np.testing.assert_array_equal(
+                        np.array(trace["y"], dtype=float),
+                        np.where(np.isfinite(curve), curve, np.nan),
+                    )
+                smooth = np.array(update.figures["training"]["data"][1]["y"], dtype=float)
+                expected_smooth = pd.Series(rows.curve.iloc[0]).rolling(10, min_periods=1).mean()
+                finite = np.isfinite(rows.curve.iloc[0])
+                np.testing.assert_allclose(smooth[finite], expected_smooth[finite], rtol=1e-6)
+                # the circled point is the seed mean of this run's final losses
+                marker = update.figures["sweep"]["data"][-1]
+                expected = rows.final_loss.mean()
+                assert marker["x"] == [log2_lr]
+                assert marker["y"] == ([expected] if np.isfinite(expected) else [None])
+
+
+def test_width_explorer_sweep_panel_matches_the_sweep(width_sweeps):
+    explorer = lr_width_explorer(width_sweeps)
+    update = explorer.update(parametrization="sp", optimizer="adam", value=32, log2_lr=-6.0)
+    curves = update.figures["sweep"]["data"][: len(WIDTHS)]
+    averaged = seed_averaged(width_sweeps[("sp", "adam")])
+    for trace, width in zip(curves, WIDTHS, strict=True):
+        own = averaged[averaged.width == width].sort_values("lr")
+        np.testing.assert_allclose(trace["x"], np.log2(own.lr))
+        expected = [v if np.isfinite(v) else None for v in own.loss]
+        assert trace["y"] == pytest.approx(expected)
+    assert None in curves[0]["y"]  # SP diverges at 2^2: a gap, not a spike
+    stars = update.figures["sweep"]["data"][len(WIDTHS)]
+    assert np.isfinite(stars["x"]).all() and len(stars["x"]) == len(WIDTHS)
+
+
+def test_width_explorer_refuses_what_was_not_swept_and_clamps_lr(width_sweeps):
+    explorer = lr_width_explorer(width_sweeps)
+    update = explorer.update(parametrization="sp", optimizer="sgd")
+    assert not update.ok
+    assert update.error == "SP, SGD was not swept; swept: SP, Adam; muP, Adam; muP, SGD"
+    bad = explorer.update(value=64)
+    assert not bad.ok and "must be one of 16, 32" in bad.error
+    assert explorer.controls["log2_lr"].max == 2.0
+    diverged = explorer.update(parametrization="sp", optimizer="adam", value=32, log2_lr=2.0)
+    assert "diverged at step" in diverged.figures["training"]["layout"]["title"]["text"]
+
+
+def test_width_explorer_says_when_an_lr_is_outside_a_sweep(tmp_path, monkeypatch, width_sweeps):
+    monkeypatch.setenv(sweep.CACHE_ENV, str(tmp_path))
+    narrow = lr_sweep(
+        parametrization="umup", widths=WIDTHS, lrs=[0.25, 0.5, 1.0], steps=5, progress=False
+    )
+    explorer = lr_width_explorer({**width_sweeps, ("umup", "adam"): narrow})
+    update = explorer.update(parametrization="umup", optimizer="adam", log2_lr=-10.0)
+    assert update.ok and update.result.lr == 0.25
+    assert "outside this sweep" in update.figures["training"]["layout"]["title"]["text"]
+
+
+def test_depth_explorer_alpha_slider_and_correction(depth_sweeps):
+    explorer = lr_depth_explorer(depth_sweeps)
+    assert explorer.controls["alpha"].step == 0.5
+    for alpha in (0.0, 0.5, 1.0):
+        for corrected in (True, False):
+            update = explorer.update(alpha=alpha, lr_correction=corrected, value=4, log2_lr=-6.0)
+            if (alpha, corrected) == (0.5, False):
+                assert not update.ok and "no sweep for alpha 0.5" in update.error
+                continue
+            assert update.ok, update.error
+            key = (alpha, True) if alpha == 1.0 else (alpha, corrected)
+            df = depth_sweeps[key]
+            rows = df[(df.depth == 4) & (df.lr == 2.0**-6)].sort_values("seed")
+            np.testing.assert_array_equal(update.result.curves, np.stack(rows.curve.to_numpy()))
+    assert not explorer.update(alpha=0.25).ok  # the slider moves in steps of 0.5
+
+
+def test_notebook_figures_have_finite_data(width_sweeps, depth_sweeps):
+    figure = sweep_figure(
+        {"SP": width_sweeps[("sp", "adam")], "muP": width_sweeps[("mup", "adam")]}
+    )
+    assert len(figure.data) == 2 * (len(WIDTHS) + 1)
+    for trace in figure.data:
+        y = np.array([np.nan if v is None else v for v in trace.y], dtype=float)
+        assert np.isfinite(y).any()
+    depth = sweep_figure({str(k): df for k, df in depth_sweeps.items()}, axis="depth", cols=2)
+    assert len(depth.data) == 4 * 3
+    checks = {"SP": coordinate_check(parametrization="sp", widths=(16, 32), steps=1)}
+    coord = coord_check_figure(checks)
+    assert len(coord.data) == 4 * 2  # layers x (init, step 1)
+    assert all(
+        np.isfinite(trace.y).all() and (np.asarray(trace.y) > 0).all() for trace in coord.data
+    )
