@@ -90,3 +90,49 @@ def test_dask_sweep_completes_when_a_worker_is_killed_mid_sweep(dask_client, tmp
     assert results[5][1] != int(marker.read_text())  # task 5 ran again on another worker
     # the nanny replaced the dead worker: a new worker address joined
     assert set(dask_client.scheduler_info()["workers"]) != workers_before
+
+
+# ------------------------------------------------------------------ the sweep on a backend
+def sweep_cell(index, marker):
+    """One sweep cell: dies once (the killer cell) like die_once, returns one row."""
+    _, pid = die_once((index, marker))
+    return [{"square": index * index, "pid": pid}]
+
+
+def test_sweep_on_processes_equals_the_inprocess_sweep(tmp_path):
+    from workbench.sweep import grid, run_sweep
+
+    cells = grid(index=list(range(6)), marker=[None])
+    here = run_sweep(sweep_cell, cells, name="backend-eq", cache=False, progress=False)
+    there = run_sweep(
+        sweep_cell, cells, name="backend-eq", cache=False, progress=False, backend="processes:2"
+    )
+    columns = ["index", "marker", "square"]
+    assert here[columns].equals(there[columns])
+
+
+def test_dask_sweep_with_a_worker_killed_mid_sweep_has_every_row_once(dask_client, tmp_path):
+    from workbench.sweep import run_sweep
+
+    marker = str(tmp_path / "killed")
+    cells = [{"index": i, "marker": marker if i == 7 else None} for i in range(20)]
+    frame = run_sweep(
+        sweep_cell, cells, name="dask-kill", cache=False, progress=False,
+        backend=Dask(client=dask_client),
+    )  # fmt: skip
+    assert Path(marker).exists(), "the killer cell never ran"
+    assert frame["index"].tolist() == list(range(20))  # every cell, in order, none twice
+    assert frame["square"].tolist() == [i * i for i in range(20)]
+    assert frame.loc[7, "pid"] != int(Path(marker).read_text())
+
+
+def test_lr_sweep_on_dask_equals_the_inprocess_sweep(dask_client):
+    from workbench.scaling import lr_sweep
+
+    kwargs = dict(
+        parametrization="mup", widths=[16, 32], lrs=[1e-3, 1e-2], steps=5, cache=False,
+        progress=False, dtype="float64",
+    )  # fmt: skip
+    here = lr_sweep(**kwargs)
+    there = lr_sweep(**kwargs, backend=Dask(client=dask_client))
+    assert here["final_loss"].tolist() == there["final_loss"].tolist()  # same arithmetic

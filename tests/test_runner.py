@@ -304,3 +304,10 @@ def test_failed_runs_are_recorded_without_their_missing_metrics(project):
     runs = history.runs(history.database(project.runs_dir))
     assert runs["status"].tolist() == ["failed"]
     assert history.trend(history.database(project.runs_dir), "02_broken", "runtime_s").empty
+
+
+def test_a_relative_run_dir_works(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    assert main(["run", "01_answer", "--run-dir", "runs/mine", "--no-html", "-q"]) == 0
+    payload = json.loads((project.root / "runs" / "mine" / "metrics.json").read_text())
+    assert payload["01_answer"]["metrics"]["answer"]["value"] == 42.0

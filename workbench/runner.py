@@ -269,6 +269,7 @@ def execute(
     from papermill.exceptions import PapermillExecutionError
 
     notebook = Path(notebook).resolve()
+    out_dir = Path(out_dir).resolve()  # the kernel runs in the notebook's folder
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{notebook.stem}[{_safe(variant)}]" if variant else notebook.stem
     executed = out_dir / f"{name}.ipynb"

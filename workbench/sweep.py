@@ -7,8 +7,8 @@ cell, and a fingerprint of the source code the function can reach, so editing th
 invalidates the cache instead of serving stale numbers.
 
 The per-cell work must be a pure function of the cell (seeds included in the cell or fixed
-inside `fn`): that is what makes the cache sound, and what lets a later backend run cells in
-other processes.
+inside `fn`): that is what makes the cache sound, and what lets a backend run cells in other
+processes or on a Dask cluster (`backend=`, see workbench.backends).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ import pickle
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
+
+from workbench.backends import get_backend
 
 CACHE_ENV = "WORKBENCH_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +73,7 @@ def run_sweep(
     name: str,
     cache: bool = True,
     progress: bool = True,
+    backend: Any = None,
 ) -> pd.DataFrame:
     """Run `fn(**cell)` for every cell and return all rows, cell parameters first, in cell order.
 
@@ -80,31 +84,50 @@ def run_sweep(
         name: names the sweep in the cache key and the progress bar.
         cache: reuse results computed before for the same (name, cell, code), from memory or
             from disk; store new ones.
-        progress: show a tqdm bar over cells.
+        progress: show a tqdm bar over the cells being computed.
+        backend: where the uncached cells run (workbench.backends): None or "inprocess" (here,
+            in turn), "processes[:N]", "dask[:N]", "dask://HOST:PORT", or a backend object.
+            Other processes need `fn` to be picklable (a module-level function or a partial
+            of one). Results come back in cell order, each once, even if a worker dies.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
     cells = [_checked_cell(i, cell) for i, cell in enumerate(cells)]
+    backend = get_backend(backend)
     code = code_fingerprint(fn) if cache else ""
-    frames = []
-    bar = _progress_bar(len(cells), name, progress)
-    try:
-        for cell in cells:
-            key = cell_key(name, cell, code)
-            rows = _cached(key) if cache else None
-            if rows is None:
-                rows = _rows_frame(fn(**cell), cell)
-                if cache:
-                    _store(key, rows)
-            frames.append(_with_cell_columns(rows, cell))
-            bar.update(1)
-    finally:
-        bar.close()
+    keys = [cell_key(name, cell, code) for cell in cells]
+    frames: dict[int, pd.DataFrame] = {}
+    if cache:
+        for index, key in enumerate(keys):
+            cached = _cached(key)
+            if cached is not None:
+                frames[index] = cached
+    missing = [i for i in range(len(cells)) if i not in frames]
+    if missing:
+        results = backend.map(
+            _CellCall(fn), [cells[i] for i in missing], progress=name if progress else None
+        )
+        for index, rows in zip(missing, results, strict=True):
+            frames[index] = _rows_frame(rows, cells[index])
+            if cache:
+                _store(keys[index], frames[index])
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(
+        [_with_cell_columns(frames[i], cell) for i, cell in enumerate(cells)], ignore_index=True
+    )
+
+
+@dataclass(frozen=True)
+class _CellCall:
+    """fn(**cell) as a one-argument, picklable task for any backend."""
+
+    fn: Callable[..., Any]
+
+    def __call__(self, cell: Mapping[str, Any]) -> Any:
+        return self.fn(**cell)
 
 
 def cell_key(name: str, cell: Mapping[str, Any], code: str) -> str:
@@ -161,12 +184,6 @@ def _with_cell_columns(rows: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFr
     for position, (key, value) in enumerate(cell.items()):
         frame.insert(position, key, [value] * len(frame) if len(frame) else [])
     return frame
-
-
-def _progress_bar(total: int, name: str, enabled: bool):
-    from tqdm.auto import tqdm  # imported lazily: it probes for ipywidgets on import
-
-    return tqdm(total=total, desc=name, disable=not enabled, leave=False)
 
 
 # ----------------------------------------------------------------------------------- cache

@@ -63,6 +63,7 @@ def lr_sweep(
     dtype: str = "float32",
     cache: bool = True,
     progress: bool = True,
+    backend=None,
 ) -> pd.DataFrame:
     """One row per run: the configuration, width, depth, lr, seed, final_loss (held-out loss
     after the last step, +inf if the run diverged), diverged, diverged_step and curve (the
@@ -71,7 +72,9 @@ def lr_sweep(
     `depths` defaults to (2,); with model="resmlp" they are residual blocks scaled by
     depth^-alpha (alpha defaults to 1/2 there) and, unless lr_correction=False, their learning
     rates corrected for depth (see parametrizations.ResidualScaling). `task` defaults to
-    "markov". The runs of one (width, depth) train as one batched model in `dtype`.
+    "markov". The runs of one (width, depth) train as one batched model in `dtype`; the
+    (width, depth) cells run on `backend` (workbench.backends: here by default, or local
+    processes, or Dask workers).
     """
     check_choice("parametrization", parametrization, PARAMETRIZATIONS)
     check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -125,7 +128,7 @@ def lr_sweep(
         name += f" alpha={alpha if alpha is not None else 0.5:g}" + (
             "" if lr_correction else " global-lr"
         )
-    df = run_sweep(sweep_cell, cells, name=name, cache=cache, progress=progress)
+    df = run_sweep(sweep_cell, cells, name=name, cache=cache, progress=progress, backend=backend)
     return df.drop(columns=["lrs", "seeds", "base_width", "dtype", "torch_version"])
 
 
