@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import panel as pn
 
@@ -22,6 +24,7 @@ from workbench.runner import Project, catalog
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5006
+SMOKE_ENV = "WORKBENCH_APP_SMOKE"  # 1: every page at its notebook's SMOKE size (tests, demos)
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,15 @@ class Page:
     notebook: str  # the topic notebook it belongs to, e.g. "01_solver_steps.ipynb"
     explorer: str  # "module:function" returning an Explorer (imported when first visited)
     control: str  # the page's main control (what the browser tests move)
+    smoke: Mapping[str, Any] = field(default_factory=dict)  # the factory's SMOKE-size kwargs
 
-    def build(self):
+    def build(self, smoke: bool | None = None):
+        """The page's explorer; SMOKE-sized when asked, or when WORKBENCH_APP_SMOKE=1."""
+        if smoke is None:
+            smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
         module, _, function = self.explorer.partition(":")
         factory: Callable = getattr(importlib.import_module(module), function)
-        return factory()
+        return factory(**(self.smoke if smoke else {}))
 
 
 PAGES: tuple[Page, ...] = (
@@ -43,12 +50,28 @@ PAGES: tuple[Page, ...] = (
         "00_tour.ipynb",
         "widgets.explorers.noised_mixture:noised_mixture_explorer",
         "sigma",
+        {"n_samples": 1000},
     ),
     Page(
         "solver-steps",
         "01_solver_steps.ipynb",
         "widgets.explorers.solver_steps:solver_steps_explorer",
         "steps",
+        {"n_samples": 500},
+    ),
+    Page(
+        "lr-transfer-width",
+        "03_lr_transfer_width.ipynb",
+        "widgets.explorers.lr_transfer:lr_width_app",
+        "log2_lr",
+        {"smoke": True},
+    ),
+    Page(
+        "lr-transfer-depth",
+        "04_lr_transfer_depth.ipynb",
+        "widgets.explorers.lr_transfer:lr_depth_app",
+        "alpha",
+        {"smoke": True},
     ),
 )
 
@@ -122,7 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="default: localhost only")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--show", action="store_true", help="open a browser tab")
+    parser.add_argument(
+        "--smoke", action="store_true", help="SMOKE-sized pages: seconds to first figure"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        os.environ[SMOKE_ENV] = "1"
     print(f"serving the workbench explorers on http://{args.address}:{args.port}/", flush=True)
     serve(address=args.address, port=args.port, show=args.show)
 

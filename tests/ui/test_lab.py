@@ -12,7 +12,7 @@ from widgets.app import PAGES
 pytestmark = pytest.mark.ui
 
 # The topics whose explorers are exercised in Lab (the issue: steps, guidance scale, LR).
-LAB_NOTEBOOKS = ("01_solver_steps.ipynb",)
+LAB_NOTEBOOKS = ("01_solver_steps.ipynb", "03_lr_transfer_width.ipynb")
 LAB_PAGES = [p for p in PAGES if p.notebook in LAB_NOTEBOOKS]
 TOKEN = "workbench-ui-test"
 DIGEST = "JSON.stringify(el.data.map(t => [t.x, t.y, t.z, t.cells && t.cells.values]))"
@@ -55,7 +55,7 @@ def test_run_all_then_move_the_main_control(page, lab, entry):
 
 
 def run_all_and_move(page, lab, entry):
-    label = entry.build().controls[entry.control].label
+    label = entry.build(smoke=True).controls[entry.control].label
     workspace = entry.notebook.removesuffix(".ipynb")
     page.goto(f"{lab}/lab/workspaces/{workspace}/tree/{entry.notebook}?reset&token={TOKEN}")
     page.locator(".jp-Notebook >> visible=true").wait_for(timeout=90_000)

@@ -21,7 +21,7 @@ def app_url(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("panel") / "server.log"
     process = start_server(
-        [PYTHON, "-m", "widgets.app", "--port", str(port)], f"{url}/", log, cwd=ROOT
+        [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"], f"{url}/", log, cwd=ROOT
     )
     yield url
     stop(process)
@@ -36,7 +36,7 @@ def test_index_links_every_page(page, app_url):
 
 @pytest.mark.parametrize("entry", PAGES, ids=[p.slug for p in PAGES])
 def test_moving_the_main_control_updates_the_figure(page, app_url, entry):
-    label = entry.build().controls[entry.control].label
+    label = entry.build(smoke=True).controls[entry.control].label
     page.goto(f"{app_url}/{entry.slug}")
     figure = page.locator(".js-plotly-plot").first
     figure.wait_for()

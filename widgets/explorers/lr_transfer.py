@@ -19,6 +19,7 @@ import pandas as pd
 from widgets.explorer import Choice, Control, Explorer, FigurePanel, Slider, Toggle
 from workbench.scaling import PARAMETRIZATIONS, CoordCheck, optimal_lr, seed_averaged
 from workbench.scaling.optimizers import OPTIMIZER_LABELS
+from workbench.scaling.studies import DEPTH_CONFIGS, depth_sweeps, width_sweeps
 
 # light to dark: wider / deeper models are darker
 PALETTE = ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b", "#041c40"]
@@ -486,3 +487,15 @@ def coord_check_figure(checks: Mapping[str, CoordCheck], height: int = 360):
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
     )
     return figure
+
+
+def lr_width_app(smoke: bool = False) -> Explorer:
+    """Notebook 03's explorer on its own (the served app), over the notebook's own sweeps:
+    computed once (about a minute in full size), then read from the sweep cache."""
+    return lr_width_explorer(width_sweeps(smoke=smoke))
+
+
+def lr_depth_app(smoke: bool = False) -> Explorer:
+    """Notebook 04's explorer on its own (the served app), over the notebook's own sweeps."""
+    sweeps = depth_sweeps(smoke=smoke)
+    return lr_depth_explorer({DEPTH_CONFIGS[name]: df for name, df in sweeps.items()})
