@@ -23,12 +23,14 @@ import plotly.graph_objects as go
 
 from widgets import measure_latency
 from widgets.explorers import noised_mixture_explorer
+from widgets.explorers.optimizers import optimizer_explorer
 from widgets.explorers.solver_steps import solver_steps_explorer
 
 # name -> (factory, control, (low, high), integer values?)
 EXPLORERS = {
     "tour: noised mixture (4,000 samples)": (noised_mixture_explorer, "sigma", (0.05, 0.95), False),
     "01: solver steps 1-20 (4,000 samples)": (solver_steps_explorer, "steps", (1, 20), True),
+    "05: optimizers, lr x 2^-4..2^4": (optimizer_explorer, "lr_shift", (-4, 4), True),
 }
 
 

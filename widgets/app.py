@@ -73,6 +73,13 @@ PAGES: tuple[Page, ...] = (
         "alpha",
         {"smoke": True},
     ),
+    Page(
+        "optimizers",
+        "05_optimizers.ipynb",
+        "widgets.explorers.optimizers:optimizer_explorer",
+        "lr_shift",
+        {"steps": 40, "lr_log2": (-5, -1)},
+    ),
 )
 
 

@@ -29,6 +29,7 @@ def app_url(tmp_path_factory):
 
 def test_index_links_every_page(page, app_url):
     page.goto(f"{app_url}/")
+    page.locator("a[href^='./']").first.wait_for()  # rendered once the session connects
     for entry in PAGES:
         assert page.locator(f"a[href='./{entry.slug}']").count() == 1, entry.slug
     screenshot(page, "panel-index")

@@ -1,0 +1,140 @@
+"""Notebook 05's explorer driven headlessly through every control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from widgets.explorers.optimizers import (
+    FREQUENCIES,
+    gd_rate_figure,
+    optimizer_explorer,
+    race_figure,
+    sensitivity_figure,
+    study_for,
+)
+from workbench.optim.race import race
+
+STEPS, LR_LOG2 = 30, (-6, -1)
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WORKBENCH_CACHE", str(tmp_path_factory.mktemp("sweeps")))
+    study_for.cache_clear()
+    yield optimizer_explorer(steps=STEPS, lr_log2=LR_LOG2)
+    study_for.cache_clear()
+    mp.undo()
+
+
+def _finite_and_nonempty(figure):
+    for trace in figure["data"]:
+        if trace["type"] == "table":
+            continue
+        y = np.asarray(trace["y"], dtype=float)
+        assert len(y) and np.isfinite(y).all(), trace.get("name")
+
+
+def test_every_control_updates(explorer):
+    for frequency in FREQUENCIES.values():
+        update = explorer.update(frequency=frequency)
+        assert update.ok, update.error
+    for rotated in (False, True):
+        for kappa in (1e2, 1e3):
+            update = explorer.update(rotated=rotated, kappa=kappa, frequency="default")
+            assert update.ok, update.error
+            for name in ("sensitivity", "steps", "clock"):
+                _finite_and_nonempty(update.figures[name])
+    for shift in range(-4, 5):
+        assert explorer.update(lr_shift=shift).ok
+
+
+def test_panels_show_the_selected_runs(explorer):
+    update = explorer.update(
+        optimizers=("adam", "soap"), lr_shift=0, kappa=1e3, rotated=True, frequency="default"
+    )
+    view = update.result
+    sweep = study_for(STEPS, LR_LOG2, 0).sweep(1e3, True, None)
+    for entry in view.entries:
+        assert entry.run is sweep.tuned(entry.optimizer)
+    steps = update.figures["steps"]["data"]
+    assert [t["name"] for t in steps[:2]] == ["adam", "soap"]
+    assert np.allclose(steps[0]["y"], np.maximum(sweep.tuned("adam").losses, 1e-30))
+    table = update.figures["table"]["data"][0]["cells"]["values"]
+    assert table[0] == ["Adam", "SOAP"]
+    assert table[1] == [f"2^{sweep.tuned_lr_log2(n)}" for n in ("adam", "soap")]
+    # the clock panel is the step panel stretched by each method's measured seconds per step
+    clock = update.figures["clock"]["data"]
+    ratio = clock[0]["x"][1:] / steps[0]["x"][1:]
+    assert np.allclose(ratio, view.entries[0].seconds_per_step)
+
+
+def test_the_slider_moves_every_optimizer_by_the_same_factor(explorer):
+    base = explorer.update(optimizers=("sgd", "adam"), lr_shift=0, frequency="default").result
+    moved = explorer.update(lr_shift=-2).result
+    for before, after in zip(base.entries, moved.entries, strict=True):
+        assert after.run is None or after.run.lr_log2 == before.run.lr_log2 - 2
+    # beyond the swept grid the optimizer has no run: the table says so, nothing is drawn
+    far = explorer.update(lr_shift=4).result
+    missing = [e for e in far.entries if e.run is None]
+    assert missing, "a shift of 4 octaves leaves the 6-point grid for some optimizer"
+
+
+def test_frequency_reaches_the_preconditioned_methods(explorer):
+    soap_default = explorer.update(optimizers=("soap",), frequency="default", lr_shift=0)
+    soap_every_step = explorer.update(frequency=1)
+    assert not np.array_equal(
+        soap_default.result.entries[0].run.losses, soap_every_step.result.entries[0].run.losses
+    )
+
+
+def test_reader_errors(explorer):
+    update = explorer.update(optimizers=())
+    assert not update.ok and "optimizers must select at least one" in update.error
+    update = explorer.update(optimizers=("adam",), kappa=1e7)
+    assert not update.ok and "condition number kappa must be a number in [10, 100000]" in (
+        update.error
+    )
+
+
+def test_updates_select_from_the_cache(explorer):
+    first = explorer.update(optimizers=("adam",), kappa=1e3, rotated=True, lr_shift=0).result
+    second = explorer.update(lr_shift=1).result
+    third = explorer.update(lr_shift=0).result
+    assert first.entries[0].runs is not None
+    assert first.entries[0].run is third.entries[0].run
+    assert second.entries[0].run is not first.entries[0].run
+
+
+def test_the_notebook_figures_are_finite_and_complete(explorer):
+    study = study_for(STEPS, LR_LOG2, 0)
+    sweep = study.sweep(1e3, True, None)
+    figure = sensitivity_figure({"quadratic": sweep})
+    names = {trace.name for trace in figure.data if trace.showlegend is not False}
+    assert names == set(sweep.optimizers)
+    problem = study.problem(1e3, True)
+    traces = race(problem, {"adam": 0.1, "soap": 0.1}, steps=10, progress=False)
+    figure = race_figure({"quadratic": traces}, {"quadratic": 1e-6})
+    assert len(figure.data) == 2 * 2 + 2  # two optimizers x (steps, clock) + two target lines
+    eigenvalues = problem.eigenvalues().numpy()
+    rates = np.array([0.9, 0.95])
+    figure = gd_rate_figure(eigenvalues, np.array([0.5, 1.0]), rates)
+    for trace in figure.data:
+        assert len(trace.y) and np.isfinite(np.asarray(trace.y, dtype=float)).all()
+    theory = np.asarray(figure.data[0].y)
+    assert theory.min() == pytest.approx(
+        (eigenvalues.max() / eigenvalues.min() - 1) / (eigenvalues.max() / eigenvalues.min() + 1),
+        rel=1e-3,
+    )
+
+
+def test_the_step_panel_names_optimizers_shifted_off_the_grid(explorer):
+    update = explorer.update(optimizers=("sgd", "adam"), lr_shift=4, frequency="default")
+    missing = [e.optimizer for e in update.result.entries if e.run is None]
+    title = update.figures["steps"]["layout"]["title"]["text"]
+    assert missing and f"off the grid: {', '.join(missing)}" in title
+    assert (
+        "off the grid"
+        not in explorer.update(lr_shift=0).figures["steps"]["layout"]["title"]["text"]
+    )
