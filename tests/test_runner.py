@@ -311,3 +311,14 @@ def test_a_relative_run_dir_works(project, monkeypatch):
     assert main(["run", "01_answer", "--run-dir", "runs/mine", "--no-html", "-q"]) == 0
     payload = json.loads((project.root / "runs" / "mine" / "metrics.json").read_text())
     assert payload["01_answer"]["metrics"]["answer"]["value"] == 42.0
+
+
+def test_an_empty_history_has_the_columns_a_reader_filters_on(tmp_path):
+    from workbench import history
+
+    missing = tmp_path / "runs" / "history.sqlite"
+    runs = history.runs(missing)
+    assert runs.empty and {"status", "notebook", "runtime_s", "git_commit"} <= set(runs.columns)
+    assert history.trend(missing, "00_tour", "anything").empty
+    assert history.metric_names(missing) == []
+    assert not missing.exists()  # reading never creates the store

@@ -184,7 +184,13 @@ def _filters(**equal) -> tuple[str, tuple]:
 
 def _read(path: Path, query: str, args: tuple) -> pd.DataFrame:
     path = Path(path)
-    if not path.exists():
-        return pd.DataFrame()
-    with closing(connect(path)) as connection:
+    # no history yet: the same query on an empty in-memory store, so the columns are there
+    connection = connect(path) if path.exists() else _empty_store()
+    with closing(connection):
         return pd.read_sql_query(query, connection, params=args)
+
+
+def _empty_store() -> sqlite3.Connection:
+    connection = sqlite3.connect(":memory:")
+    connection.executescript(SCHEMA)
+    return connection
