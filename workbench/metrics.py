@@ -3,7 +3,8 @@
 Solver accuracy: `mean_l2_error` against the exact ODE solution and `empirical_order`, the
 convergence order read off a log-log error-vs-NFE curve. Distribution distances between sample
 sets: `sliced_wasserstein` and `mmd`. Mode statistics against a `GaussianMixture`:
-`mode_weights`, `mode_coverage` and `mode_weight_error`.
+`mode_weights`, `mode_coverage` and `mode_weight_error`; class statistics under the exact
+posterior for guidance: `class_precision`, `mean_class_posterior`, `within_class_spread`.
 
 Samples are (N, D) torch tensors or numpy arrays (a 1-D array is N scalar samples); everything is
 computed in float64. Scalar metrics are returned as Python floats.
@@ -347,9 +348,51 @@ def mode_weight_error(x: ArrayLike, mixture: GaussianMixture) -> float:
     return float(0.5 * (mode_weights(x, mixture) - mixture.weights).abs().sum())
 
 
+# ---------------------------------------------------------------- classes of a mixture
+def _class_column(mixture: GaussianMixture, label: int) -> int:
+    matches = torch.nonzero(mixture.classes == int(label)).flatten()
+    if len(matches) == 0:
+        raise ValueError(f"unknown label {label!r}; classes are {mixture.classes.tolist()}")
+    return int(matches[0])
+
+
+def _clean_class_posterior(x: ArrayLike, mixture: GaussianMixture) -> torch.Tensor:
+    x = _as_samples(x, "x")
+    if x.shape[1] != mixture.dim:
+        raise ValueError(f"x has dimension {x.shape[1]}, the mixture has {mixture.dim}")
+    return mixture.class_posterior(x, 1.0, 0.0)
+
+
+def class_precision(x: ArrayLike, mixture: GaussianMixture, label: int) -> float:
+    """Fraction of samples whose exact clean class posterior p(c | x_0 = x) has its argmax at
+    `label`: how many samples a Bayes-optimal classifier would call class `label`."""
+    column = _class_column(mixture, label)
+    return float((_clean_class_posterior(x, mixture).argmax(1) == column).to(DTYPE).mean())
+
+
+def mean_class_posterior(x: ArrayLike, mixture: GaussianMixture, label: int) -> float:
+    """Mean over samples of the exact p(c = label | x_0 = x): a precision that also counts how
+    confidently each sample belongs to the class."""
+    column = _class_column(mixture, label)
+    return float(_clean_class_posterior(x, mixture)[:, column].mean())
+
+
+def within_class_spread(x: ArrayLike, mixture: GaussianMixture, label: int) -> float:
+    """RMS distance to their centroid of the samples assigned to class `label` (posterior
+    argmax): the diversity that guidance trades for precision."""
+    column = _class_column(mixture, label)
+    samples = _as_samples(x, "x")
+    members = samples[_clean_class_posterior(samples, mixture).argmax(1) == column]
+    if len(members) < 2:
+        raise ValueError(f"fewer than 2 of {len(samples)} samples belong to class {label}")
+    return float(torch.sqrt(((members - members.mean(0)) ** 2).sum(1).mean()))
+
+
 __all__ = [
     "OrderFit",
+    "class_precision",
     "empirical_order",
+    "mean_class_posterior",
     "mean_l2_error",
     "median_bandwidths",
     "mmd",
@@ -357,4 +400,5 @@ __all__ = [
     "mode_weight_error",
     "mode_weights",
     "sliced_wasserstein",
+    "within_class_spread",
 ]

@@ -3,6 +3,14 @@
 from workbench.diffusion import dpm_solver_v3 as _dpm_solver_v3  # noqa: F401  (registers it)
 from workbench.diffusion import solvers as _solvers  # noqa: F401  (fills SOLVERS)
 from workbench.diffusion.grids import GRIDS, make_grid
+from workbench.diffusion.guidance import (
+    GUIDANCE,
+    DynamicThreshold,
+    GuidanceProblem,
+    autoguidance,
+    cfg,
+    classifier_guidance,
+)
 from workbench.diffusion.learned import FittedGrid, fit_grid
 from workbench.diffusion.models import PREDICTIONS, DiffusionModel, convert
 from workbench.diffusion.sampling import (
@@ -24,28 +32,38 @@ from workbench.diffusion.schedules import (
     VPSchedule,
     get_schedule,
 )
+from workbench.diffusion.smc import ParticleResult, fk_smc, svdd
 
 __all__ = [
     "GRIDS",
+    "GUIDANCE",
     "PREDICTIONS",
     "SCHEDULES",
     "SOLVERS",
     "DiffusionModel",
+    "DynamicThreshold",
     "EDMSchedule",
     "Evaluator",
     "FittedGrid",
     "Grid",
+    "GuidanceProblem",
     "ModelOutputError",
     "NoiseSchedule",
+    "ParticleResult",
     "SampleResult",
     "SolverOptions",
     "VESchedule",
     "VPSchedule",
+    "autoguidance",
+    "cfg",
+    "classifier_guidance",
     "convert",
     "fit_grid",
+    "fk_smc",
     "get_schedule",
     "make_grid",
     "reference_solution",
     "register",
     "sample",
+    "svdd",
 ]

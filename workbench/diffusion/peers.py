@@ -18,12 +18,20 @@ T_MIN_DIFFUSERS = float(VPSchedule.timestep_to_t(0))  # the "sigma_min" end: tim
 
 
 def run_diffusers(
-    scheduler, model: DiffusionModel, x_T: torch.Tensor, steps: int, *, float64: bool = True
+    scheduler,
+    model: DiffusionModel,
+    x_T: torch.Tensor,
+    steps: int,
+    *,
+    float64: bool = True,
+    image_like: bool = False,
 ) -> torch.Tensor:
     """diffusers' own sampling loop (set_timesteps, then step per timestep) on our model.
 
     With `float64`, diffusers' float32 noise levels are replaced by the same values in float64
     so that differences measure the algorithms, not the storage (see `use_float64`).
+    `image_like` hands the scheduler (N, D, 1) samples: its dynamic thresholding flattens the
+    dimensions after the channel axis and fails on (N, D), where that product is empty.
     """
     eps_model = model.as_prediction("noise")
     scheduler.set_timesteps(steps)
@@ -32,7 +40,11 @@ def run_diffusers(
     x = x_T.clone()
     for timestep in scheduler.timesteps:
         eps = eps_model(x, VPSchedule.timestep_to_t(timestep))
-        x = scheduler.step(eps, timestep, x).prev_sample
+        if image_like:
+            step = scheduler.step(eps[..., None], timestep, x[..., None])
+            x = step.prev_sample[..., 0]
+        else:
+            x = scheduler.step(eps, timestep, x).prev_sample
     return x
 
 
