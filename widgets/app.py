@@ -60,6 +60,13 @@ PAGES: tuple[Page, ...] = (
         {"n_samples": 500},
     ),
     Page(
+        "guidance-scales",
+        "02_guidance_scales.ipynb",
+        "widgets.explorers.guidance_scales:guidance_app",
+        "scale",
+        {"smoke": True},
+    ),
+    Page(
         "lr-transfer-width",
         "03_lr_transfer_width.ipynb",
         "widgets.explorers.lr_transfer:lr_width_app",

@@ -12,7 +12,7 @@ from widgets.app import PAGES
 pytestmark = pytest.mark.ui
 
 # The topics whose explorers are exercised in Lab (the issue: steps, guidance scale, LR).
-LAB_NOTEBOOKS = ("01_solver_steps.ipynb", "03_lr_transfer_width.ipynb")
+LAB_NOTEBOOKS = ("01_solver_steps.ipynb", "02_guidance_scales.ipynb", "03_lr_transfer_width.ipynb")
 LAB_PAGES = [p for p in PAGES if p.notebook in LAB_NOTEBOOKS]
 TOKEN = "workbench-ui-test"
 DIGEST = "JSON.stringify(el.data.map(t => [t.x, t.y, t.z, t.cells && t.cells.values]))"

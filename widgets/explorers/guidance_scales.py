@@ -438,3 +438,14 @@ def ess_figure(results: dict[str, ParticleResult], schedule):
 
 def figures_palette() -> list[str]:
     return ["#e45756", "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#17becf", "#bab0ac"]
+
+
+def guidance_app(smoke: bool = False) -> Explorer:
+    """Notebook 02's explorer on its own (the served app), at the notebook's full or SMOKE
+    size: the same study settings, so the same cached solves and solver statistics."""
+    if smoke:
+        study = study_for(n_samples=500, n_error=64, ems_lambdas=20, ems_samples=64)
+        return guidance_explorer(
+            study, heatmap_scales=(1.0, 7.5), heatmap_nfes=(5, 10, 20), curve_scales=(0, 1, 3, 7.5)
+        )
+    return guidance_explorer(study_for(n_samples=2000, n_error=300))
