@@ -23,14 +23,19 @@ import plotly.graph_objects as go
 
 from widgets import measure_latency
 from widgets.explorers import noised_mixture_explorer
+from widgets.explorers.guidance_scales import guidance_app
+from widgets.explorers.lr_transfer import lr_depth_app, lr_width_app
 from widgets.explorers.optimizers import optimizer_explorer
 from widgets.explorers.solver_steps import solver_steps_explorer
 
-# name -> (factory, control, (low, high), integer values?)
+# name -> (factory, control, (low, high), step of the values: 1 for integers, 0 continuous)
 EXPLORERS = {
-    "tour: noised mixture (4,000 samples)": (noised_mixture_explorer, "sigma", (0.05, 0.95), False),
-    "01: solver steps 1-20 (4,000 samples)": (solver_steps_explorer, "steps", (1, 20), True),
-    "05: optimizers, lr x 2^-4..2^4": (optimizer_explorer, "lr_shift", (-4, 4), True),
+    "tour: noised mixture (4,000 samples)": (noised_mixture_explorer, "sigma", (0.05, 0.95), 0),
+    "01: solver steps 1-20 (4,000 samples)": (solver_steps_explorer, "steps", (1, 20), 1),
+    "02: guidance scale w 0-15 (2,000 samples)": (guidance_app, "scale", (0, 15), 0.5),
+    "03: learning rate 2^-12..2^-1 (muP Adam)": (lr_width_app, "log2_lr", (-12, -1), 1),
+    "04: residual branch exponent alpha 0-1": (lr_depth_app, "alpha", (0, 1), 0.5),
+    "05: optimizers, lr x 2^-4..2^4": (optimizer_explorer, "lr_shift", (-4, 4), 1),
 }
 
 
@@ -53,11 +58,13 @@ def main() -> None:
     header = f"{'explorer':40} " + " ".join(f"{c:>10}" for c in columns[:3]) + f" {columns[3]:>18}"
     print(header)
     print("-" * len(header))
-    for name, (factory, control, (lo, hi), integer) in EXPLORERS.items():
+    for name, (factory, control, (lo, hi), step) in EXPLORERS.items():
         explorer = factory()
         values = list(np.linspace(lo, hi, args.updates))
-        if integer:
+        if step == 1:
             values = np.rint(values).astype(int).tolist()
+        elif step:
+            values = (np.rint(np.array(values) / step) * step).tolist()
         for value in sorted(set(values)):  # first visits compute and cache; time the selection
             explorer.update(**{control: value})
         headless = measure_latency(explorer, control, values, frontend="headless")
