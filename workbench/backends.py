@@ -23,8 +23,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 BACKENDS = ("inprocess", "processes", "dask")
 
 
@@ -54,7 +52,7 @@ class Processes:
     def map(self, fn: Callable, items: Sequence, *, progress: str | None = None) -> list:
         workers = self.workers or os.cpu_count() or 1
         results: dict[int, Any] = {}
-        bar = tqdm(total=len(items), desc=progress, disable=progress is None, leave=False)
+        bar = _progress(total=len(items), desc=progress)
         for _attempt in range(self.retries + 1):
             pending = [i for i in range(len(items)) if i not in results]
             if not pending:
@@ -99,7 +97,7 @@ class Dask:
             futures = client.map(fn, list(items), pure=False)
             index_of = {future.key: i for i, future in enumerate(futures)}
             results: dict[int, Any] = {}
-            bar = tqdm(total=len(items), desc=progress, disable=progress is None, leave=False)
+            bar = _progress(total=len(items), desc=progress)
             for future in as_completed(futures):
                 results[index_of[future.key]] = future.result()
                 bar.update()
@@ -184,4 +182,12 @@ def _worker_count(text: str, spec: str) -> int:
 
 
 def _bar(items: Sequence, progress: str | None) -> Iterator:
-    return iter(tqdm(items, desc=progress, disable=progress is None, leave=False))
+    return iter(_progress(items=items, desc=progress))
+
+
+def _progress(*, desc: str | None, items: Sequence | None = None, total: int | None = None):
+    """A tqdm bar, disabled without a description. Imported here, not at module level:
+    tqdm.auto probes for ipywidgets on import, which the CLI and the runner never need."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, desc=desc, disable=desc is None, leave=False)
