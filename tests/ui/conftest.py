@@ -102,3 +102,24 @@ def screenshot(page, name: str) -> Path:
 
 
 PYTHON = sys.executable
+
+
+# What plotly holds on a figure's div: the plotted data, as one string to compare.
+DIGEST = "JSON.stringify(el.data.map(t => [t.x, t.y, t.z, t.cells && t.cells.values]))"
+
+
+def move_slider_and_wait_for_figure(page, handle, figure, *, presses: int = 3, timeout_ms=60_000):
+    """Move a noUiSlider (Bokeh's and ipywidgets' sliders both use one) by keyboard, then wait
+    until the figure's plotted data differ from before the move."""
+    figure.wait_for(timeout=timeout_ms)
+    page.wait_for_function("el => el.data && el.data.length > 0", arg=figure.element_handle())
+    before = figure.evaluate(f"el => {DIGEST}")
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    for _ in range(presses):
+        handle.press("ArrowRight")
+    page.wait_for_function(
+        f"([el, old]) => {DIGEST} !== old",
+        arg=[figure.element_handle(), before],
+        timeout=timeout_ms,
+    )

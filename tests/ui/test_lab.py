@@ -4,7 +4,15 @@ explorer's main control, and see the figure change. Screenshots: runs/ui/lab-*.p
 from __future__ import annotations
 
 import pytest
-from conftest import PYTHON, ROOT, free_port, screenshot, start_server, stop
+from conftest import (
+    PYTHON,
+    ROOT,
+    free_port,
+    move_slider_and_wait_for_figure,
+    screenshot,
+    start_server,
+    stop,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from widgets.app import PAGES
@@ -15,7 +23,6 @@ pytestmark = pytest.mark.ui
 LAB_NOTEBOOKS = ("01_solver_steps.ipynb", "02_guidance_scales.ipynb", "03_lr_transfer_width.ipynb")
 LAB_PAGES = [p for p in PAGES if p.notebook in LAB_NOTEBOOKS]
 TOKEN = "workbench-ui-test"
-DIGEST = "JSON.stringify(el.data.map(t => [t.x, t.y, t.z, t.cells && t.cells.values]))"
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +82,4 @@ def run_all_and_move(page, lab, entry):
     # the explorer's own figure: in the output that holds the slider (earlier cells have plots)
     output = page.locator(".jp-OutputArea-output", has=slider.first)
     figure = output.locator(".js-plotly-plot").first
-    figure.wait_for(timeout=60_000)
-    page.wait_for_function("el => el.data && el.data.length > 0", arg=figure.element_handle())
-    before = figure.evaluate(f"el => {DIGEST}")
-    handle = slider.first.locator(".noUi-handle")
-    handle.scroll_into_view_if_needed()
-    handle.focus()
-    for _ in range(3):
-        handle.press("ArrowRight")
-    page.wait_for_function(
-        f"([el, old]) => {DIGEST} !== old",
-        arg=[figure.element_handle(), before],
-        timeout=60_000,
-    )
+    move_slider_and_wait_for_figure(page, slider.first.locator(".noUi-handle"), figure)
