@@ -150,6 +150,6 @@ def run_history(runs, value: str = "runtime_s", *, title: str, y_title: str) -> 
         "xaxis": {"title": {"text": "run finished at"}},
         "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
         "height": 380,
-        "legend": {"orientation": "h", "y": -0.3},
+        "legend": {"orientation": "h", "y": -0.45},  # below the date line and axis title
     }
     return {"data": traces, "layout": layout}
