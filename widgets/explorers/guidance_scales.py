@@ -20,6 +20,7 @@ from workbench.diffusion.guidance_study import (
     PLOT_HALF_WIDTH,
     Diverged,
     GuidanceStudy,
+    study_size,
 )
 from workbench.diffusion.smc import ParticleResult
 
@@ -443,9 +444,16 @@ def figures_palette() -> list[str]:
 def guidance_app(smoke: bool = False) -> Explorer:
     """Notebook 02's explorer on its own (the served app), at the notebook's full or SMOKE
     size: the same study settings, so the same cached solves and solver statistics."""
-    if smoke:
-        study = study_for(n_samples=500, n_error=64, ems_lambdas=20, ems_samples=64)
-        return guidance_explorer(
-            study, heatmap_scales=(1.0, 7.5), heatmap_nfes=(5, 10, 20), curve_scales=(0, 1, 3, 7.5)
-        )
-    return guidance_explorer(study_for(n_samples=2000, n_error=300))
+    size = study_size(smoke)
+    study = study_for(
+        n_samples=size.n_samples,
+        n_error=size.n_error,
+        ems_lambdas=size.ems_lambdas,
+        ems_samples=size.ems_samples,
+    )
+    return guidance_explorer(
+        study,
+        heatmap_scales=size.heatmap_scales,
+        heatmap_nfes=size.heatmap_nfes,
+        curve_scales=size.compare_scales,
+    )

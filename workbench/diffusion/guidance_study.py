@@ -51,6 +51,34 @@ SWEEP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.5, 10.0, 12.5, 15
 HEATMAP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0)
 HEATMAP_NFES = (3, 5, 8, 10, 15, 20, 30, 50)
 HEATMAP_SOLVERS = ("ddim", "dpmpp_2m", "unipc_bh2", "dpm_solver_v3")
+COMPARE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0)
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """How large notebook 02 and its served explorer make the study (one definition, so both
+    hit the same cached solves, references and DPM-Solver-v3 statistics)."""
+
+    n_samples: int
+    n_error: int  # starting points whose exact ODE solutions the solver errors use
+    ems_lambdas: int
+    ems_samples: int
+    sweep_scales: tuple[float, ...]  # precision-diversity sweep
+    compare_scales: tuple[float, ...]  # methods compared (and the explorer's curves)
+    heatmap_scales: tuple[float, ...]
+    heatmap_nfes: tuple[int, ...]
+
+
+def study_size(smoke: bool, n_samples: int = 2000) -> StudySize:
+    """SMOKE: seconds, every code path; full: the notebook's measurements."""
+    if smoke:
+        return StudySize(500, 64, 20, 64, (0.0, 1.0, 3.0, 7.5), (0.0, 1.0, 3.0, 7.5), (1.0, 7.5),
+                         (5, 10, 20))  # fmt: skip
+    return StudySize(
+        n_samples, 300, 60, 256, SWEEP_SCALES, COMPARE_SCALES, HEATMAP_SCALES, HEATMAP_NFES
+    )
+
+
 # DOP853's tolerance for the exact solution. Dynamic thresholding has kinks (where the clipped
 # x0 meets the data range) and one solve at 1e-11 takes minutes; at 1e-7 the mean distance to a
 # 1e-8 solve is ~1e-6, far below the solver errors it is compared with (> 1e-3).
