@@ -198,7 +198,7 @@ def test_a_corrupt_cache_file_is_recomputed():
     cells = grid(x=[7])
     run_sweep(square_rows, cells, name="corrupt", progress=False)
     key = sweep.cell_key("corrupt", cells[0], sweep.code_fingerprint(square_rows))
-    (sweep.cache_dir() / f"{key}.pkl").write_bytes(b"not a pickle")
+    sweep.cache_path(key).write_bytes(b"not a cache file")
     sweep.clear_memory_cache()
     df = run_sweep(square_rows, cells, name="corrupt", progress=False)
     assert df["y"].tolist() == [49, 49] and len(CALLS) == 2
