@@ -261,4 +261,4 @@ def test_a_sweep_in_worker_processes_gives_the_same_runs(tmp_path, monkeypatch):
     for name in here.optimizers:
         for a, b in zip(here.runs(name), there.runs(name), strict=True):
             assert np.array_equal(a.losses, b.losses)
-    assert len(list((tmp_path / "elsewhere").glob("*.pkl"))) == 2  # computed there, stored
+    assert len(list((tmp_path / "elsewhere").glob("*.json"))) == 2  # computed there, stored
