@@ -2,6 +2,7 @@
 
     ./dev serve                        # http://127.0.0.1:5006 (localhost only)
     python -m widgets.app --port 8080 --address 0.0.0.0   # to share on a network, deliberately
+    python -m widgets.app --address 0.0.0.0 --allow-websocket-origin lab.example.org:443  # a proxy
 
 Each page is the topic notebook's explorer, with the notebook's title and summary, usable
 without JupyterLab. Every browser session gets its own explorer (its own control values);
@@ -12,13 +13,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import os
+import socket
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import panel as pn
+from panel.io.server import ComponentResourceHandler
+from tornado.web import HTTPError
 
 from workbench.runner import Project, catalog
 
@@ -132,23 +138,98 @@ def routes(pages: Sequence[Page] = PAGES) -> dict[str, Callable[[], pn.viewable.
     return table
 
 
+class ImportedComponentResources(ComponentResourceHandler):
+    """Panel's `/components/<module>/<component>/<attribute>/<path>` handler without its import.
+
+    Panel's own handler imports `<module>` straight from the URL, so any request could make the
+    server import any importable module and run its import-time code (`workbench.__main__` ran
+    the CLI, which parsed the server's argv and exited the server). Here the module must already
+    be imported (the module of every component a page renders is) and the component must be
+    defined in it (no module `__getattr__` hooks, which may import); the rest is Panel's check
+    that the file asked for is one the component lists.
+    """
+
+    def parse_url_path(self, path: str) -> str:
+        module_name, _, rest = path.partition("/")
+        module = sys.modules.get(module_name)
+        if module is None:
+            raise HTTPError(404, "Module not found")
+        if rest.partition("/")[0] not in vars(module):
+            raise HTTPError(404, "Component not found")
+        return super().parse_url_path(path)
+
+
+# Ahead of Panel's own route for the same path (Tornado takes the first match).
+COMPONENT_ROUTES = [(r"/components/(.*)", ImportedComponentResources, {})]
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _machine_names(address: str) -> set[str]:
+    """The names and addresses a remote browser may use to reach `address` on this machine."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    if address not in ("", "0.0.0.0", "::"):
+        names.add(address)  # bound to one interface: its address (or the name given) only
+    else:
+        import psutil
+
+        for addresses in psutil.net_if_addrs().values():
+            names.update(a.address for a in addresses if a.family == socket.AF_INET)
+    try:
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:  # the host name does not resolve: the names above remain
+        pass
+    # Bokeh's allow-list is host[:port]; an IPv6 literal has colons it cannot parse.
+    return {n.lower() for n in names if n and ":" not in n and not _is_loopback(n)}
+
+
+def websocket_origins(address: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """Bokeh's websocket origin allow-list (HOST:PORT entries; HOST alone means port 80).
+
+    Always localhost and 127.0.0.1; on a non-loopback address also this machine's host name,
+    FQDN and IPv4 addresses (of every interface for 0.0.0.0), each with the port, so a remote
+    browser is not refused with 403. `extra` adds names, e.g. a reverse proxy's HOST[:PORT];
+    HOST:443 also admits HOST alone, since a browser on https://HOST/ sends an Origin without a
+    port, which Bokeh compares as HOST:80.
+    """
+    hosts = {"localhost", "127.0.0.1"}
+    if _is_loopback(address):
+        hosts.add(address)
+    else:
+        hosts |= _machine_names(address)
+    origins = sorted(f"{host}:{port}" for host in hosts)
+    for origin in filter(None, extra):
+        origins.append(origin)
+        if origin.endswith(":443"):
+            origins.append(origin.removesuffix(":443"))
+    return origins
+
+
 def serve(
     *,
     address: str = DEFAULT_ADDRESS,
     port: int = DEFAULT_PORT,
     pages: Sequence[Page] = PAGES,
     show: bool = False,
+    allow_websocket_origin: Sequence[str] = (),
 ):
     """Start the server (blocking). Bound to localhost unless `address` says otherwise."""
-    origins = [f"{host}:{port}" for host in {address, "localhost", "127.0.0.1"}]
     return pn.serve(
         routes(pages),
         address=address,
         port=port,
-        websocket_origin=origins,
+        websocket_origin=websocket_origins(address, port, allow_websocket_origin),
         show=show,
         title={"/": "The workbench", **{p.slug: _title(p) for p in pages}},
         verbose=True,
+        extra_patterns=list(COMPONENT_ROUTES),
     )
 
 
@@ -162,11 +243,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="SMOKE-sized pages: seconds to first figure"
     )
+    parser.add_argument(
+        "--allow-websocket-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="also accept browsers whose page came from HOST[:PORT] (e.g. a reverse proxy's "
+        "name; port 80 when omitted, HOST:443 also accepts https://HOST/); repeatable. "
+        "Localhost, and on a non-loopback --address this machine's names and addresses, are "
+        "always accepted",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         os.environ[SMOKE_ENV] = "1"
     print(f"serving the workbench explorers on http://{args.address}:{args.port}/", flush=True)
-    serve(address=args.address, port=args.port, show=args.show)
+    serve(
+        address=args.address,
+        port=args.port,
+        show=args.show,
+        allow_websocket_origin=args.allow_websocket_origin,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
+"""`python -m workbench`: the command line (workbench.cli). Importing this module runs nothing."""
+
 import sys
 
 from workbench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
