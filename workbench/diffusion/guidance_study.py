@@ -92,11 +92,40 @@ PLOT_HALF_WIDTH = 3.5  # the window holds CFG's overshoot at w = 15
 NORMALIZER_HALF_WIDTH = 7.0  # the tilted density's numerical normalizer integrates over this
 
 
+# A guided solve has diverged when its samples hold NaN/inf or leave the data far behind:
+# beyond DIVERGED_ABOVE times the data's radius (`data_radius`; 3.8 for the two-class problem).
+# At w <= 15 the notebook's solves stay within 4 radii, and even one-step solves (Heun,
+# DPM-Solver-3), poor as they are, within 600; at w = 1e6 CFG's ODE flings samples to
+# |x| ~ 1e4-1e5, whose distances to the target would otherwise be reported as numbers.
+DIVERGED_ABOVE = 1000.0
+
+
 @dataclass(frozen=True)
 class Diverged:
-    """A solve whose model returned NaN or infinity: reported, and the sweep keeps going."""
+    """A solve whose model returned NaN or infinity, or whose samples blew up (NaN/inf, or
+    farther than DIVERGED_ABOVE data radii): reported, and the sweep keeps going. Its metrics
+    are NaN, which the notebook and the explorer show as "diverged"."""
 
     message: str
+
+
+def data_radius(mixture) -> float:
+    """How far from the origin the data reach: the farthest component mean plus 5 of its
+    largest standard deviation."""
+    return float((mixture.means.norm(dim=1) + 5 * mixture.stds.max(1).values).max())
+
+
+def divergence(x: torch.Tensor, radius: float) -> str | None:
+    """Why samples `x` count as diverged (None if they do not): one pass over x."""
+    largest = float(x.abs().max())
+    if not math.isfinite(largest):
+        return "diverged: the samples reached NaN or infinity"
+    if largest > DIVERGED_ABOVE * radius:
+        return (
+            f"diverged: a sample reached |x_i| = {largest:.3g}, beyond {DIVERGED_ABOVE:g} "
+            f"times the data's radius {radius:.3g}"
+        )
+    return None
 
 
 @dataclass
@@ -154,7 +183,7 @@ class GuidanceStudy:
         if solver == "dpm_solver_v3":
             self.ems(method, scale)
         try:
-            return spec.sample(
+            result = spec.sample(
                 self.problem,
                 x_T,
                 scale=scale,
@@ -165,6 +194,8 @@ class GuidanceStudy:
             )
         except ModelOutputError as exc:
             return Diverged(str(exc))
+        reason = divergence(result.x, data_radius(self.problem.mixture))
+        return result if reason is None else Diverged(f"{reason} (w={scale:g}, {solver})")
 
     def ems(self, method: str, scale: float) -> v3.EMS:
         """DPM-Solver-v3's statistics of this guided model, from its own samples (pinned)."""

@@ -6,13 +6,19 @@ Solvers live in `workbench.diffusion.solvers`, one function each with one signat
 
 registered with `@register(name, orders=..., ...)`. `Evaluator` is the only way a solver
 reaches the model: it counts model calls (NFE) and refuses NaN/inf outputs with the time at
-which they appeared.
+which they appeared (a `ModelOutputError`, which says whether the model or the solve is to
+blame: a sample that has already blown up to NaN/inf is the solve's divergence).
+
+`sample` and `reference_solution` check their inputs once, on entry: x_T must be finite, the
+ends of the solve inside the schedule's range, the step count an integer in 1..MAX_STEPS
+(`workbench.diffusion.grids.MAX_STEPS`, 10,000).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +27,14 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from workbench.diffusion.grids import make_grid
+from workbench.diffusion.grids import MAX_STEPS, check_ends, make_grid  # noqa: F401
 from workbench.diffusion.models import DiffusionModel, to_data_and_noise
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
 
 
 class ModelOutputError(FloatingPointError):
-    """The model returned NaN or infinity."""
+    """The model returned NaN or infinity (at a finite sample: the model's fault; at a sample
+    the solve had already driven to NaN/inf: the solve diverged)."""
 
 
 class Evaluator:
@@ -51,6 +58,11 @@ class Evaluator:
         output = self.model(x, t)
         self.nfe += 1
         if not torch.all(torch.isfinite(output)):
+            if not torch.all(torch.isfinite(x)):
+                raise ModelOutputError(
+                    f"the solve diverged: the sample was already NaN or infinite at "
+                    f"t={float(t):.6g} (model call {self.nfe} of {self.model.name})"
+                )
             raise ModelOutputError(
                 f"{self.model.name} returned NaN or infinity at t={float(t):.6g} "
                 f"(model call {self.nfe})"
@@ -170,8 +182,16 @@ def sample(
     `grid` is a name from GRIDS, an explicit decreasing array of times, or a fitted grid.
     `denoise_to_zero` adds one model call at t_end and returns its x_0 prediction (the "final
     step to sigma 0" of diffusers' `final_sigmas_type="zero"`).
+
+    Refused with a ValueError, before any model call: an x_T with NaN or infinity (the
+    message gives the first bad index), t_start or t_end outside the schedule's range
+    [t_min, t_max] or t_start <= t_end, and `steps` that is not an integer in 1..MAX_STEPS
+    (10,000; more is a mistake, not a finer solve). A model that returns NaN/inf raises
+    `ModelOutputError`.
     """
     import workbench.diffusion  # noqa: F401  (its imports fill the registry)
+
+    x_T = check_x_T(x_T)
 
     schedule = schedule or model.schedule
     if schedule.name != model.schedule.name:
@@ -211,6 +231,24 @@ def sample(
     return SampleResult(x, ev.nfe, ts, solver, order, path)
 
 
+def check_x_T(x_T) -> torch.Tensor:
+    """x_T as a tensor, refused if it holds NaN or infinity (one isfinite pass, on entry)."""
+    if not isinstance(x_T, torch.Tensor):
+        x_T = torch.as_tensor(np.asarray(x_T, dtype=np.float64), dtype=DTYPE)
+    if x_T.ndim == 0 or x_T.numel() == 0:
+        raise ValueError(f"x_T must hold at least one point, got shape {tuple(x_T.shape)}")
+    finite = torch.isfinite(x_T)
+    if not bool(finite.all()):
+        index = tuple(int(i) for i in torch.nonzero(~finite)[0])
+        value = float(x_T[index])
+        shown = "NaN" if math.isnan(value) else str(value)
+        raise ValueError(
+            f"x_T contains {shown} at index {index} (of shape {tuple(x_T.shape)}); "
+            "the starting noise must be finite"
+        )
+    return x_T
+
+
 # ------------------------------------------------------------------ the exact answer
 _REFERENCE_CACHE: OrderedDict[str, tuple[DiffusionModel, torch.Tensor]] = OrderedDict()
 _REFERENCE_CACHE_SIZE = 32
@@ -233,8 +271,8 @@ def reference_solution(
     with scipy's DOP853 (8th order, adaptive) in float64. Cached by model, x_T and the ends.
     """
     schedule = schedule or model.schedule
-    t_start = schedule.t_max if t_start is None else float(t_start)
-    t_end = schedule.t_min if t_end is None else float(t_end)
+    x_T = check_x_T(x_T)
+    t_start, t_end = check_ends(schedule, t_start, t_end)
     key = _reference_key(model, x_T, schedule, t_start, t_end, rtol, atol)
     if key in _REFERENCE_CACHE:
         _REFERENCE_CACHE.move_to_end(key)

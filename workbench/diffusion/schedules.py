@@ -9,6 +9,7 @@ starts by default (DPM-Solver's conventions: eps = 1e-3 for VP, [0.002, 80] for 
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 
 import torch
@@ -20,6 +21,24 @@ DTYPE = torch.float64
 
 def _t(value) -> torch.Tensor:
     return torch.as_tensor(value, dtype=DTYPE)
+
+
+def _check_range(name: str, value, lo: float, hi: float, *, open_lo=True, open_hi=True):
+    """value as a float, refused unless finite and inside (lo, hi) (brackets as asked)."""
+    ok_lo = (value > lo) if open_lo else (value >= lo)
+    ok_hi = (value < hi) if open_hi else (value <= hi)
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and ok_lo and ok_hi):
+        interval = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _check_levels(min_name: str, low, max_name: str, high) -> None:
+    """0 < low < high < inf, for a pair of noise levels."""
+    _check_range(min_name, low, 0.0, math.inf)
+    _check_range(max_name, high, 0.0, math.inf)
+    if not low < high:
+        raise ValueError(f"{min_name} ({low}) must be smaller than {max_name} ({high})")
 
 
 class NoiseSchedule(ABC):
@@ -83,6 +102,11 @@ class VPSchedule(NoiseSchedule):
         cls, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3
     ) -> VPSchedule:
         """The continuous VP-SDE of Song et al.: beta(t) = beta_min + t (beta_max - beta_min)."""
+        _check_range("beta_min", beta_min, 0.0, math.inf, open_lo=False)
+        _check_range("beta_max", beta_max, 0.0, math.inf)
+        if not beta_max >= beta_min:
+            raise ValueError(f"beta_max ({beta_max}) must be >= beta_min ({beta_min})")
+        _check_range("t_min", t_min, 0.0, 1.0)
         d = beta_max - beta_min
 
         def log_alpha(t):
@@ -99,6 +123,9 @@ class VPSchedule(NoiseSchedule):
     @classmethod
     def cosine(cls, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946) -> VPSchedule:
         """Nichol & Dhariwal's cosine schedule; t_max < 1 because alpha -> 0 at t = 1."""
+        _check_range("s", s, 0.0, math.inf)
+        _check_range("t_max", t_max, 0.0, 1.0)
+        _check_range("t_min", t_min, 0.0, t_max)
         offset = math.log(math.cos(s / (1 + s) * math.pi / 2))
 
         def log_alpha(t):
@@ -117,6 +144,12 @@ class VPSchedule(NoiseSchedule):
         a grid of knot times reproduces the discrete alphas_cumprod exactly.
         """
         betas = _t(betas)
+        if betas.ndim != 1 or len(betas) < 2:
+            raise ValueError(f"betas must be 1-D with at least 2 values, got {tuple(betas.shape)}")
+        bad = torch.nonzero(~((betas > 0) & (betas < 1))).flatten()
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"every beta must be in (0, 1), got betas[{i}]={float(betas[i])}")
         n = len(betas)
         log_alphas = 0.5 * torch.cumsum(torch.log1p(-betas), 0)
         knots = torch.linspace(1.0 / n, 1.0, n, dtype=DTYPE)
@@ -148,6 +181,7 @@ class VESchedule(NoiseSchedule):
     """Variance exploding: alpha = 1, sigma(t) = sigma_min (sigma_max / sigma_min)^t."""
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        _check_levels("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.name = f"VE [{sigma_min}, {sigma_max}]"
         self.t_min, self.t_max = 0.0, 1.0
@@ -167,6 +201,7 @@ class EDMSchedule(NoiseSchedule):
     """Karras et al.: alpha = 1, sigma(t) = t, sampled on sigma in [0.002, 80]."""
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        _check_levels("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.name = f"EDM [{sigma_min}, {sigma_max}]"
         self.t_min, self.t_max = sigma_min, sigma_max
 

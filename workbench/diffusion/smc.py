@@ -52,7 +52,7 @@ import torch
 
 from workbench.diffusion.grids import make_grid
 from workbench.diffusion.models import DiffusionModel
-from workbench.diffusion.sampling import Evaluator, Grid, SampleResult
+from workbench.diffusion.sampling import Evaluator, Grid, SampleResult, check_x_T
 from workbench.diffusion.schedules import DTYPE
 
 # Gauss-Legendre nodes for the per-step integral of g^2 (see diffusion_integral)
@@ -131,6 +131,7 @@ def _particle_grid(model: DiffusionModel, steps, grid, t_start, t_end) -> Grid:
 
 
 def _check_particles(x_T: torch.Tensor) -> torch.Tensor:
+    x_T = check_x_T(x_T)
     if x_T.ndim != 2 or x_T.shape[0] < 2:
         raise ValueError(
             f"x_T must have shape (N, D) with N >= 2 particles, got {tuple(x_T.shape)}"

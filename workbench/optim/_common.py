@@ -8,6 +8,7 @@ and the mode-i statistic is the Gram matrix of the mode-i unfolding (G @ G.T, G.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +20,7 @@ from torch.optim import Optimizer
 def check_lr(lr: float) -> float:
     if isinstance(lr, torch.Tensor):
         raise ValueError("lr must be a Python float, got a tensor")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+    if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
     return float(lr)
 
@@ -40,9 +41,9 @@ def check_fraction(name: str, value: float, *, closed: bool = False) -> float:
 
 
 def check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
@@ -118,13 +119,18 @@ def symmetric_power(matrix: torch.Tensor, power: float, epsilon: float = 0.0) ->
     Eigenvalues below zero (rounding) are clamped to zero before epsilon is added, so a
     rank-deficient statistic with epsilon > 0 has a finite inverse root.
     """
+    if not bool(torch.isfinite(matrix).all()):  # NaN gradients: NaN out (the race's
+        return torch.full_like(matrix, math.nan)  # "diverged"), not eigh's LinAlgError
     eigenvalues, vectors = torch.linalg.eigh(matrix)
     scaled = (eigenvalues.clamp_min(0) + epsilon) ** power
     return (vectors * scaled) @ vectors.T
 
 
 def descending_eigenvectors(matrix: torch.Tensor) -> torch.Tensor:
-    """Eigenvectors of a symmetric matrix as columns, largest eigenvalue first."""
+    """Eigenvectors of a symmetric matrix as columns, largest eigenvalue first (NaN for a
+    non-finite matrix, which eigh would refuse with a LinAlgError)."""
+    if not bool(torch.isfinite(matrix).all()):
+        return torch.full_like(matrix, math.nan)
     return torch.linalg.eigh(matrix).eigenvectors.flip(1)
 
 

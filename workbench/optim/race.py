@@ -9,26 +9,32 @@ backend can run it anywhere. ``lr_sweep`` runs the cells of several optimizers a
 ``LRSweep``, which indexes the runs and reads off each optimizer's tuned learning rate;
 ``race`` reruns the tuned ones with a clock and ``race_table`` tabulates them.
 
-A run diverges when its loss is not finite or exceeds ``DIVERGED_ABOVE`` times the start; it
-stops there and its final loss counts as infinite. The "final loss" of a run is the
-geometric mean of its relative loss over the last 10% of steps, so a method that oscillates
-at the end (Muon, Adam without a decaying learning rate) is scored by its level, not by where
-the last oscillation happened to land.
+A run diverges when its loss is not finite or exceeds ``DIVERGED_ABOVE`` times the start, or
+when its optimizer's step fails on a non-finite gradient (a ``torch.linalg.LinAlgError``); it
+stops there and its final loss counts as infinite, and a sweep or race goes on with the other
+runs. Nonsense arguments (a NaN or infinite learning rate, a reversed ``lr_log2`` range, a
+non-integer step count) are refused with a ValueError before anything runs.
+
+The "final loss" of a run is the geometric mean of its relative loss over the last 10% of
+steps, so a method that oscillates at the end (Muon, Adam without a decaying learning rate) is
+scored by its level, not by where the last oscillation happened to land.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
-from workbench.optim._common import state_bytes
+from workbench.optim._common import check_lr, state_bytes
 from workbench.optim.problems import Problem, make_problem
-from workbench.optim.registry import optimizer_spec
+from workbench.optim.registry import OPTIMIZERS, optimizer_spec
 from workbench.sweep import run_sweep
 
 DIVERGED_ABOVE = 1e3
@@ -92,8 +98,7 @@ def train(
     ``timed`` records cumulative wall clock (gradient plus optimizer step) at each loss, and
     the mean time of ``optimizer.step()`` alone.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    _check_steps(steps)
     params = problem.init_params()
     opt = optimizer_spec(optimizer).make(params, lr, frequency)
     losses = np.empty(steps + 1)
@@ -105,7 +110,13 @@ def train(
     diverged = False
     for step in range(1, steps + 1):
         before = time.perf_counter()
-        opt.step()
+        try:
+            opt.step()
+        except torch.linalg.LinAlgError:  # a factorization of NaN statistics: diverged
+            losses[step] = math.nan
+            losses, diverged = losses[: step + 1], True
+            seconds = seconds[: step + 1] if timed else None
+            break
         step_time += time.perf_counter() - before
         loss = problem.loss_and_grad(params) / initial
         losses[step] = loss
@@ -124,6 +135,34 @@ def train(
         seconds=seconds,
         step_seconds=step_time / (len(losses) - 1) if timed else None,
     )
+
+
+def _check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+
+
+def check_lr_log2(lr_log2) -> tuple[int, int]:
+    """(low, high) exponents of a learning-rate grid 2^low..2^high: integers, low <= high."""
+    try:
+        low, high = lr_log2
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"lr_log2 must be a pair (low, high) of integers, got {lr_log2!r}"
+        ) from None
+    for value in (low, high):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(
+                f"lr_log2 must be a pair (low, high) of integers (exponents of 2), got {lr_log2!r}"
+            )
+    if not (-1000 <= low and high <= 1000):
+        raise ValueError(f"lr_log2 must lie in -1000..1000 (2^k as a float), got {tuple(lr_log2)}")
+    if low > high:
+        raise ValueError(
+            f"lr_log2 must be (low, high) with low <= high, got {tuple(lr_log2)}: "
+            f"the grid 2^{low}..2^{high} is empty (did you mean ({high}, {low})?)"
+        )
+    return int(low), int(high)
 
 
 def problem_from_cell(
@@ -154,6 +193,7 @@ def sweep_cell(
     A pure function of its arguments (the unit of ``run_sweep``'s cache). Columns: lr_log2,
     lr, final_loss (inf if diverged), diverged, state_bytes, losses (relative, per step).
     """
+    lr_log2_min, lr_log2_max = check_lr_log2((lr_log2_min, lr_log2_max))
     target = problem_from_cell(problem, kappa, rotated, seed)
     rows = []
     for k in range(lr_log2_min, lr_log2_max + 1):
@@ -280,6 +320,13 @@ def lr_sweep(
     ``run_sweep`` (None: in this process; e.g. "processes" or "dask" to spread the cells).
     """
     problem_from_cell(problem, kappa, rotated, seed)  # refuse a bad problem before any work
+    lr_log2 = check_lr_log2(lr_log2)
+    _check_steps(steps)
+    if isinstance(optimizers, str) or not len(optimizers):
+        raise ValueError(
+            f"optimizers must be a non-empty list of names from {', '.join(OPTIMIZERS)}, "
+            f"got {optimizers!r}"
+        )
     cells = [
         {
             "problem": problem,
@@ -306,8 +353,21 @@ def race(
     frequency: int | None = None,
     progress: bool = True,
 ) -> dict[str, Trace]:
-    """Each optimizer at its learning rate, timed (not cached: wall clock is a measurement)."""
+    """Each optimizer at its learning rate, timed (not cached: wall clock is a measurement).
+
+    Every name and learning rate is checked before the first run (a NaN or infinite rate is
+    refused); a run that diverges is reported as such and the race goes on."""
     from tqdm.auto import tqdm
+
+    _check_steps(steps)
+    for name, lr in learning_rates.items():
+        spec = optimizer_spec(name)
+        try:
+            check_lr(lr)
+        except ValueError:
+            raise ValueError(
+                f"the learning rate of {spec.name} must be a finite number >= 0, got {lr!r}"
+            ) from None
 
     traces = {}
     for name in tqdm(learning_rates, desc="race", disable=not progress, leave=False):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
+from workbench.optim._common import check_lr, check_positive_int
 from workbench.optim.muon import Muon
 from workbench.optim.psgd import PSGDKron
 from workbench.optim.shampoo import Shampoo
@@ -37,9 +38,17 @@ class OptimizerSpec:
         return self.default_frequency is not None
 
     def make(self, params, lr: float, frequency: int | None = None) -> torch.optim.Optimizer:
-        """The optimizer at ``lr``; ``frequency`` None keeps its default."""
+        """The optimizer at ``lr``; ``frequency`` None keeps its default.
+
+        ``lr`` must be a finite number >= 0 and ``frequency`` an integer >= 1, for every
+        optimizer (torch's SGD takes a NaN learning rate, and SGD, Adam and Adafactor an
+        infinite one, without a word).
+        """
+        lr = check_lr(lr)
         if frequency is not None and not self.uses_frequency:
             raise ValueError(f"{self.name} has no preconditioning frequency")
+        if frequency is not None:
+            check_positive_int("frequency", frequency)
         options = {}
         if self.uses_frequency:
             options["precondition_frequency"] = frequency or self.default_frequency

@@ -7,12 +7,16 @@ the score, the denoiser E[x_0 | x_t] (Tweedie), the noise prediction and the cla
 All arithmetic is float64 torch, so it is differentiable and can drive torch-based solvers.
 
 `alpha` and `sigma` are Python floats, 0-d tensors, or tensors of shape (N,) giving one noise
-level per point. The pointwise methods take `x` of shape (N, D) (or (D,) for one point).
+level per point: finite, alpha >= 0, sigma >= 0 and not both zero (alpha = 1, sigma = 0 is the
+clean data); anything else is refused. The pointwise methods take `x` of shape (N, D) (or (D,)
+for one point); x itself is not checked (NaN in, NaN out: a diverging solve's NaN must reach
+the solver's own check, which reports the divergence).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +58,7 @@ class GaussianMixture:
         if means.ndim != 2 or means.shape[0] == 0:
             raise ValueError(f"means must have shape (K, D) with K >= 1, got {tuple(means.shape)}")
         n_components, dim = means.shape
+        _check_finite("means", means)
         stds = _as_tensor(stds)
         if stds.ndim == 0:
             stds = stds.expand(n_components, dim)
@@ -64,8 +69,7 @@ class GaussianMixture:
                 f"stds must be a scalar, shape ({n_components},) or ({n_components}, {dim}); "
                 f"got {tuple(stds.shape)}"
             )
-        if not torch.all(torch.isfinite(stds) & (stds > 0)):
-            raise ValueError("every component std must be positive and finite")
+        _check_where("stds", stds, torch.isfinite(stds) & (stds > 0), "positive and finite")
         if weights is None:
             weights = torch.full((n_components,), 1.0 / n_components, dtype=DTYPE)
         weights = _as_tensor(weights)
@@ -73,11 +77,20 @@ class GaussianMixture:
             raise ValueError(
                 f"weights must have shape ({n_components},), got {tuple(weights.shape)}"
             )
-        if not torch.all(torch.isfinite(weights) & (weights >= 0)) or weights.sum() <= 0:
-            raise ValueError("weights must be non-negative, finite and not all zero")
+        _check_where(
+            "weights", weights, torch.isfinite(weights) & (weights >= 0), "non-negative and finite"
+        )
+        if not weights.sum() > 0:
+            raise ValueError("weights must not all be zero (they are normalized to sum to 1)")
         if labels is None:
             labels = torch.arange(n_components)
-        labels = torch.as_tensor(np.asarray(labels)).to(torch.long)
+        raw = np.asarray(labels)
+        if raw.size and not (
+            np.issubdtype(raw.dtype, np.integer)
+            or (np.issubdtype(raw.dtype, np.floating) and np.all(np.mod(raw, 1) == 0))
+        ):
+            raise ValueError(f"labels must be integers, got {raw.tolist()}")
+        labels = torch.as_tensor(raw).to(torch.long)
         if labels.shape != (n_components,):
             raise ValueError(f"labels must have shape ({n_components},), got {tuple(labels.shape)}")
 
@@ -124,8 +137,7 @@ class GaussianMixture:
     def noised(self, alpha: float, sigma: float) -> GaussianMixture:
         """The marginal of alpha x_0 + sigma eps as a mixture (scalar alpha and sigma > 0)."""
         alpha, sigma = float(alpha), float(sigma)
-        if sigma <= 0 and alpha == 0:
-            raise ValueError("alpha and sigma cannot both be zero")
+        _check_levels(_as_tensor(alpha), _as_tensor(sigma))
         stds = torch.sqrt(alpha**2 * self.stds**2 + sigma**2)
         return GaussianMixture(alpha * self.means, stds, self.weights, self.labels)
 
@@ -145,6 +157,8 @@ class GaussianMixture:
                 return draws
             x, local = draws
             return x, torch.nonzero(self.labels == int(label)).flatten()[local]
+        if isinstance(n, bool) or not (isinstance(n, numbers.Integral) or float(n).is_integer()):
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
         if int(n) < 0:
             raise ValueError(f"n must be non-negative, got {n}")
         generator = seed if isinstance(seed, torch.Generator) else _generator(seed)
@@ -255,11 +269,10 @@ class GaussianMixture:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-        return (
-            x,
-            self._noise_level(alpha, x.shape[0], "alpha"),
-            self._noise_level(sigma, x.shape[0], "sigma"),
-        )
+        alpha = self._noise_level(alpha, x.shape[0], "alpha")
+        sigma = self._noise_level(sigma, x.shape[0], "sigma")
+        _check_levels(alpha, sigma)
+        return x, alpha, sigma
 
     @staticmethod
     def _noise_level(value: ArrayLike, n: int, name: str) -> torch.Tensor:
@@ -311,6 +324,32 @@ class GaussianMixture:
         stds = [std, 0.6 * std, 0.6 * std, std]
         weights = [0.3, 0.2, 0.15, 0.35]
         return cls(means, stds, weights, labels=[0, 0, 1, 1])
+
+
+def _check_finite(name: str, values: torch.Tensor) -> None:
+    _check_where(name, values, torch.isfinite(values), "finite")
+
+
+def _check_where(name: str, values: torch.Tensor, ok: torch.Tensor, allowed: str) -> None:
+    """Refuse `values` unless `ok` everywhere, naming the first bad entry."""
+    if not bool(ok.all()):
+        index = tuple(int(i) for i in torch.nonzero(~ok)[0])
+        raise ValueError(
+            f"{name} must be {allowed}; got {name}{list(index)} = {float(values[index])}"
+        )
+
+
+def _check_levels(alpha: torch.Tensor, sigma: torch.Tensor) -> None:
+    """Noise levels: finite, alpha >= 0, sigma >= 0, not both zero (one pass on entry)."""
+    ok = (alpha >= 0) & (sigma >= 0) & ((alpha > 0) | (sigma > 0))  # False for NaN
+    ok = ok & torch.isfinite(alpha) & torch.isfinite(sigma)
+    if not bool(ok.all()):
+        a, s = torch.broadcast_tensors(alpha, sigma)
+        index = tuple(int(i) for i in torch.nonzero(~ok.expand(a.shape))[0])
+        raise ValueError(
+            "alpha and sigma must be finite with alpha >= 0, sigma >= 0 and not both 0; "
+            f"got alpha={float(a[index]):g}, sigma={float(s[index]):g}"
+        )
 
 
 def _generator(seed: int) -> torch.Generator:
