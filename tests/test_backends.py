@@ -4,6 +4,7 @@ costs a rerun of its task, never a missing or duplicated result."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,50 @@ def test_get_backend_parses_names_and_refuses_unknown_ones():
         get_backend("processes:0")
 
 
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("dask://", "no host given"),
+        ("tcp://", "no host given"),
+        ("tcp://:8786", "no host given"),
+        ("dask://host:port", "the port must be a number"),
+        ("dask://host:0", "the port must be from 1 to 65535"),
+        ("dask://host/path", "expected dask://HOST[:PORT]"),
+    ],
+)
+def test_scheduler_addresses_need_a_host_and_a_valid_port(spec, reason):
+    with pytest.raises(BackendError, match=re.escape(reason)):
+        get_backend(spec)
+    assert get_backend("dask://[::1]:9000").address == "tcp://[::1]:9000"
+
+
+def test_a_scheduler_address_where_nothing_listens_fails_the_probe_quickly():
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(
+        BackendError, match=f"no Dask scheduler reachable at tcp://127.0.0.1:{port}"
+    ):
+        get_backend(f"dask://127.0.0.1:{port}").probe()
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize(
+    "backend", [InProcess(), Processes(workers=2)], ids=["inprocess", "processes"]
+)
+def test_each_result_is_handed_over_as_it_arrives(backend):
+    seen = []
+    results = backend.map(
+        square_with_pid, list(range(5)), on_result=lambda i, r: seen.append((i, r[0]))
+    )
+    assert sorted(seen) == [(i, i * i) for i in range(5)]
+    assert [r for r, _ in results] == [i * i for i in range(5)]
+
+
 def test_every_backend_returns_results_in_item_order():
     items = list(range(7))
     expected = [i * i for i in items]
@@ -76,7 +121,11 @@ def dask_client():
 
 def test_dask_backend_matches_inprocess(dask_client):
     items = list(range(9))
-    got = Dask(client=dask_client).map(square_with_pid, items)
+    seen = []
+    got = Dask(client=dask_client).map(
+        square_with_pid, items, on_result=lambda i, r: seen.append(i)
+    )
+    assert sorted(seen) == items
     assert [r for r, _ in got] == [r for r, _ in InProcess().map(square_with_pid, items)]
 
 

@@ -10,6 +10,10 @@ kept once, keyed by its index).
     backend = get_backend("dask://10.0.0.5:8786")    # an existing scheduler: scale out
     results = backend.map(fn, items, progress="cells")
 
+`on_result(index, result)`, if given, is called here as each result arrives (the runner
+writes each notebook's results as soon as it finishes). An interruption (Ctrl-C, or the
+runner's SIGTERM handler) ends the worker processes a backend started, with their children.
+
 `fn` and the items must be picklable for the process and Dask backends (a module-level
 function, plain data), which is also what makes them cacheable.
 """
@@ -17,6 +21,8 @@ function, plain data), which is also what makes them cacheable.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKENDS = ("inprocess", "processes", "dask")
+
+
+DASK_PORT = 8786  # a scheduler's default port
+CONNECT_TIMEOUT_S = 5.0  # how long to wait for a Dask scheduler to answer
+
+OnResult = Callable[[int, Any], None] | None
 
 
 class BackendError(RuntimeError):
@@ -36,8 +48,23 @@ class InProcess:
 
     name: str = "inprocess"
 
-    def map(self, fn: Callable, items: Sequence, *, progress: str | None = None) -> list:
-        return [fn(item) for item in _bar(items, progress)]
+    def probe(self) -> None:
+        """Nothing to reach: work runs here."""
+
+    def map(
+        self,
+        fn: Callable,
+        items: Sequence,
+        *,
+        progress: str | None = None,
+        on_result: OnResult = None,
+    ) -> list:
+        results = []
+        for index, item in enumerate(_bar(items, progress)):
+            results.append(fn(item))
+            if on_result is not None:
+                on_result(index, results[-1])
+        return results
 
 
 @dataclass
@@ -49,7 +76,17 @@ class Processes:
     retries: int = 3
     name: str = "processes"
 
-    def map(self, fn: Callable, items: Sequence, *, progress: str | None = None) -> list:
+    def probe(self) -> None:
+        """Local processes are always there."""
+
+    def map(
+        self,
+        fn: Callable,
+        items: Sequence,
+        *,
+        progress: str | None = None,
+        on_result: OnResult = None,
+    ) -> list:
         workers = self.workers or os.cpu_count() or 1
         results: dict[int, Any] = {}
         bar = _progress(total=len(items), desc=progress)
@@ -57,17 +94,31 @@ class Processes:
             pending = [i for i in range(len(items)) if i not in results]
             if not pending:
                 break
+            # The workers ignore SIGINT: Ctrl-C reaches the whole foreground process group,
+            # and this process, not each worker, ends the work (no traceback per worker). A
+            # forked worker would inherit this process's handlers: SIGTERM ends it plainly.
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
             try:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = {pool.submit(fn, items[i]): i for i in pending}
-                    while futures:
-                        done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            index = futures.pop(future)
-                            results[index] = future.result()
-                            bar.update()
+                futures = {pool.submit(fn, items[i]): i for i in pending}
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index = futures.pop(future)
+                        results[index] = future.result()
+                        bar.update()
+                        if on_result is not None:
+                            on_result(index, results[index])
             except BrokenProcessPool:
+                pool.shutdown(wait=True)
                 continue  # a worker died: resubmit what has not come back
+            except BaseException:
+                # interrupted (or on_result failed): end the workers and what they started
+                # (kernels) now, rather than waiting for the tasks they are running
+                end_process_trees(_pool_processes(pool))
+                pool.shutdown(wait=False, cancel_futures=True)
+                bar.close()
+                raise
+            pool.shutdown(wait=True)
         bar.close()
         missing = [i for i in range(len(items)) if i not in results]
         if missing:
@@ -76,6 +127,51 @@ class Processes:
                 f"(worker processes kept dying), first: item {missing[0]}"
             )
         return [results[i] for i in range(len(items))]
+
+
+def _worker_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _pool_processes(pool: ProcessPoolExecutor) -> list:
+    import psutil
+
+    found = []
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            found.append(psutil.Process(process.pid))
+        except (psutil.Error, TypeError):
+            pass
+    return found
+
+
+def end_process_trees(processes: Sequence, *, grace_s: float = 3.0) -> None:
+    """SIGTERM these psutil processes and every descendant (collected first, so a child is
+    not lost when its parent dies), then SIGKILL whatever outlives `grace_s`."""
+    import psutil
+
+    everything = {}
+    for process in processes:
+        try:
+            for member in (process, *process.children(recursive=True)):
+                everything[member.pid] = member
+        except psutil.Error:
+            continue
+    me = os.getpid()
+    targets = [p for pid, p in everything.items() if pid != me]
+    for process in targets:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(targets, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 @dataclass
@@ -89,7 +185,32 @@ class Dask:
     name: str = "dask"
     client: Any = field(default=None, repr=False)  # a Client the caller keeps open
 
-    def map(self, fn: Callable, items: Sequence, *, progress: str | None = None) -> list:
+    def probe(self) -> None:
+        """For a scheduler address: something must accept connections there, within
+        CONNECT_TIMEOUT_S, before a run starts (a Client alone waits 30 s, then fails)."""
+        if not self.address:
+            return
+        host, port = _host_port(self.address)
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                pass
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            if isinstance(error, TimeoutError | socket.timeout):
+                reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
+            raise BackendError(
+                f"no Dask scheduler reachable at {self.address} ({reason}); "
+                "start one with `dask scheduler`, or use --backend dask:N for a local cluster"
+            ) from None
+
+    def map(
+        self,
+        fn: Callable,
+        items: Sequence,
+        *,
+        progress: str | None = None,
+        on_result: OnResult = None,
+    ) -> list:
         from distributed import as_completed
 
         with self._connect() as client:
@@ -98,10 +219,18 @@ class Dask:
             index_of = {future.key: i for i, future in enumerate(futures)}
             results: dict[int, Any] = {}
             bar = _progress(total=len(items), desc=progress)
-            for future in as_completed(futures):
-                results[index_of[future.key]] = future.result()
-                bar.update()
-            bar.close()
+            try:
+                for future in as_completed(futures):
+                    index = index_of[future.key]
+                    results[index] = future.result()
+                    bar.update()
+                    if on_result is not None:
+                        on_result(index, results[index])
+            except BaseException:
+                client.cancel(futures)  # a remote cluster stops working for this run
+                raise
+            finally:
+                bar.close()
         return [results[i] for i in range(len(items))]
 
     def _connect(self):
@@ -114,7 +243,12 @@ class Dask:
         if self.client is not None:
             return _Borrowed(self.client)
         if self.address:
-            return Client(self.address)
+            try:
+                return _Borrowed(Client(self.address, timeout=CONNECT_TIMEOUT_S), close=True)
+            except (OSError, TimeoutError) as error:
+                raise BackendError(
+                    f"no Dask scheduler reachable at {self.address}: {error}"
+                ) from None
         workers = self.workers or os.cpu_count() or 1
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -122,17 +256,31 @@ class Dask:
         return _Owned(Client(cluster), cluster)
 
 
-class _Borrowed:
-    """A client the caller manages (tests, notebooks that keep a cluster up): not closed."""
+def _host_port(address: str) -> tuple[str, int]:
+    """(host, port) of `tcp://HOST[:PORT]` (port 8786 when not given)."""
+    rest = address.split("://", 1)[-1]
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, _, tail = rest[1:].partition("]")
+        return host, int(tail[1:]) if tail.startswith(":") else DASK_PORT
+    if rest.count(":") != 1:  # a bare IPv6 address, or no port
+        return rest, DASK_PORT
+    host, _, port = rest.partition(":")
+    return host, int(port)
 
-    def __init__(self, client):
-        self.client = client
+
+class _Borrowed:
+    """A client the caller manages (tests, notebooks that keep a cluster up): not closed;
+    or, with close=True, a client of a running scheduler: closed, the cluster left up."""
+
+    def __init__(self, client, close: bool = False):
+        self.client, self.close = client, close
 
     def __enter__(self):
         return self.client
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        if self.close:
+            self.client.close()
 
 
 class _Owned:
@@ -144,7 +292,7 @@ class _Owned:
 
     def __exit__(self, *exc: object) -> None:
         self.client.close()
-        self.cluster.close()
+        self.cluster.close(timeout=10)
 
 
 def get_backend(spec: str | InProcess | Processes | Dask | None = None):
@@ -157,9 +305,9 @@ def get_backend(spec: str | InProcess | Processes | Dask | None = None):
     text = str(spec).strip()
     kind, _, rest = text.partition(":")
     if text.startswith(("tcp://", "tls://")):
-        return Dask(address=text)
+        return Dask(address=_scheduler_address(text, text))
     if kind == "dask" and rest.startswith("//"):
-        return Dask(address="tcp:" + rest)
+        return Dask(address=_scheduler_address("tcp:" + rest, text))
     if kind in ("inprocess", "processes", "dask"):
         if kind == "inprocess":
             if rest:
@@ -171,6 +319,21 @@ def get_backend(spec: str | InProcess | Processes | Dask | None = None):
         f"unknown backend {text!r}: use one of inprocess, processes[:N], dask[:N], "
         "dask://HOST:PORT or tcp://HOST:PORT"
     )
+
+
+def _scheduler_address(address: str, spec: str) -> str:
+    """A scheduler address with a host and, if given, a port from 1 to 65535."""
+    usage = f"backend {spec!r}: expected dask://HOST[:PORT] or tcp://HOST[:PORT]"
+    rest = address.split("://", 1)[1]
+    if not rest or rest.startswith(":") or "/" in rest:
+        raise BackendError(f"{usage} (no host given)" if not rest or rest[0] == ":" else usage)
+    try:
+        _, port = _host_port(address)
+    except ValueError:
+        raise BackendError(f"{usage} (the port must be a number)") from None
+    if not 0 < port < 65536:
+        raise BackendError(f"{usage} (the port must be from 1 to 65535)")
+    return address
 
 
 def _worker_count(text: str, spec: str) -> int:

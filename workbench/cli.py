@@ -11,16 +11,26 @@ import pandas as pd
 from workbench import history, runner
 from workbench.backends import BackendError
 
+USER_ERRORS = (runner.RunnerError, BackendError, history.HistoryError)
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 fine, 1 a notebook failed or drifted (`check`), 2 a user's mistake
+    (one line on stderr, no traceback), 128 + the signal for SIGINT (130) / SIGTERM (143)."""
     parser = _parser()
     args = parser.parse_args(argv)
     project = runner.Project.find()
-    try:
-        return args.command(args, project)
-    except (runner.RunnerError, BackendError) as error:
-        print(f"workbench: error: {error}", file=sys.stderr)
-        return 2
+    with runner.interrupt_handlers():
+        try:
+            return args.command(args, project)
+        except USER_ERRORS as error:
+            print(f"workbench: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as interruption:  # Ctrl-C outside a run, or runner.Interrupted
+            if not isinstance(interruption, runner.Interrupted):
+                interruption = runner.Interrupted()
+            print(f"workbench: {interruption}", file=sys.stderr)
+            return interruption.exit_code
 
 
 def _list(args: argparse.Namespace, project: runner.Project) -> int:
@@ -49,6 +59,7 @@ def _run(args: argparse.Namespace, project: runner.Project) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         progress=not args.quiet,
         html=not args.no_html,
+        timeout=args.timeout,
     )
     failed = [r.notebook for r in results if not r.ok]
     if failed:
@@ -64,6 +75,26 @@ def _check(args: argparse.Namespace, project: runner.Project) -> int:
         update_baselines=args.update_baselines,
     )
     return 0 if clean else 1
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value != value or value < 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value or None  # 0: no limit
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -171,7 +202,18 @@ def _parser() -> argparse.ArgumentParser:
         help="where the executions run: inprocess (default), processes[:N], dask[:N] "
         "(a local cluster) or dask://HOST:PORT (a running scheduler)",
     )
-    running.add_argument("--run-dir", help="write into this folder instead of a new one")
+    running.add_argument(
+        "--run-dir",
+        help="write into this folder instead of a new one (its earlier results are kept; "
+        "rerunning a notebook it already holds is refused)",
+    )
+    running.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=runner.DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"stop a cell that runs longer (default {runner.DEFAULT_TIMEOUT_S:g}; 0: no limit)",
+    )
     running.add_argument("--no-html", action="store_true", help="skip the HTML export")
     running.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bar")
     running.set_defaults(command=_run)
@@ -191,7 +233,9 @@ def _parser() -> argparse.ArgumentParser:
     past.add_argument("notebook", nargs="?", help="a notebook (name, stem or path)")
     past.add_argument("metric", nargs="?", help="a metric name, runtime_s or peak_memory_mb")
     past.add_argument("--profile", choices=("smoke", "full", "custom"), help="only this profile")
-    past.add_argument("--last", type=int, default=20, help="how many runs to show (default 20)")
+    past.add_argument(
+        "--last", type=_positive, default=20, help="how many runs to show (default 20)"
+    )
     past.set_defaults(command=_history)
     return parser
 

@@ -19,6 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 FILENAME = "history.sqlite"
+GIT_TIMEOUT_S = 10
+
+
+class HistoryError(RuntimeError):
+    """The history file cannot be read or written (not a SQLite database, locked, ...)."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -49,33 +55,60 @@ def database(runs_dir: Path) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=30)  # waits for a concurrent writer
-    connection.execute("PRAGMA foreign_keys = ON")
-    connection.executescript(SCHEMA)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=30)  # waits for a concurrent writer
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as error:
+        raise _unusable(path, error) from None
     return connection
 
 
+def _unusable(path: Path, error: Exception) -> HistoryError:
+    return HistoryError(
+        f"{path} is not a usable run history ({error}); move it away to start a new one"
+    )
+
+
 def git_state(repo: Path) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout at `repo`, or (None, None) outside git."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    """(commit, dirty) of the checkout at `repo`: (None, None) outside git, and a commit
+    with dirty None when the work tree's state cannot be read in time.
+
+    The dirty check compares tracked files as they are, without the clean filters
+    (nbstripout): `git status` runs the filter on every notebook whose stat data the index
+    does not trust (a fresh clone, a touched file), a Python start per notebook, which took
+    longer than the timeout. Unfiltered, a notebook that carries outputs counts as a change.
+    """
+    commit = _git(repo, ["rev-parse", "--verify", "HEAD"])
+    if not commit:
         return None, None
-    return commit, bool(status.strip())
+    filters = _git(repo, ["config", "--get-regexp", r"^filter\..*\.clean$"]) or ""
+    overrides = []
+    for line in filters.splitlines():
+        overrides += ["-c", f"{line.split(maxsplit=1)[0]}=cat"]  # filter.NAME.clean=cat
+    status = _git(
+        repo,
+        ["status", "--porcelain", "--untracked-files=no", "--ignore-submodules"],
+        options=overrides,
+    )
+    return commit, None if status is None else bool(status.strip())
+
+
+def _git(repo: Path, args: Sequence[str], options: Sequence[str] = ()) -> str | None:
+    """A git command's output, or None when it fails, times out or git is missing."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(repo), "--no-optional-locks", *options, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=GIT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def record_results(
@@ -89,6 +122,13 @@ def record_results(
 ) -> list[int]:
     """Append one row per notebook result (and its metrics); returns the new row ids."""
     stamp = (when or datetime.now()).isoformat(timespec="seconds")
+    try:
+        return _insert(path, run_dir, results, commit, dirty, stamp)
+    except sqlite3.Error as error:
+        raise _unusable(Path(path), error) from None
+
+
+def _insert(path, run_dir, results, commit, dirty, stamp) -> list[int]:
     ids = []
     with closing(connect(path)) as connection, connection:
         for result in results:
@@ -187,7 +227,10 @@ def _read(path: Path, query: str, args: tuple) -> pd.DataFrame:
     # no history yet: the same query on an empty in-memory store, so the columns are there
     connection = connect(path) if path.exists() else _empty_store()
     with closing(connection):
-        return pd.read_sql_query(query, connection, params=args)
+        try:
+            return pd.read_sql_query(query, connection, params=args)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            raise _unusable(path, error) from None
 
 
 def _empty_store() -> sqlite3.Connection:

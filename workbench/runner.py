@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from itertools import product
 from pathlib import Path
@@ -100,23 +103,112 @@ def resolve_notebooks(names: Sequence[str], notebooks_dir: Path) -> list[Path]:
 
 # ------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
+class Range:
+    """The values a number parameter accepts, an interval as its help comment ends:
+    `in [1, inf)`, `in [0, 2**32)`, `in (0, 1)` (square bracket: bound included)."""
+
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+    text: str  # as written, e.g. "[0, 2**32)"
+
+    def __contains__(self, value: float) -> bool:
+        if value != value:  # NaN
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+
+@dataclass(frozen=True)
 class Parameter:
     name: str
     type: str  # "bool", "int", "float", "str" or "None" when the cell gives no annotation
     default: str  # the literal as written in the notebook
     help: str
+    range: Range | None = None  # from the help comment's trailing `in [LOW, HIGH)`
+
+
+# The help comment cannot hold "=" (papermill skips a line with two), hence interval notation.
+_RANGE = re.compile(
+    r"(?:^|[\s,;])in\s+([\[(])\s*([^\s,\[\]()]+)\s*,\s*([^\s,\[\]()]+)\s*([\])])\s*$"
+)
+
+
+def parse_range(notebook: Path, name: str, help_text: str) -> Range | None:
+    """The range declared at the end of a parameter's help comment, if any."""
+    match = _RANGE.search(help_text or "")
+    if not match:
+        return None
+    opening, low, high, closing = match.groups()
+    try:
+        low_value, high_value = _bound(low), _bound(high)
+    except ValueError:
+        raise RunnerError(
+            f"{Path(notebook).name}: parameter {name}: cannot read the range "
+            f"{match.group(0).strip()!r} (expected e.g. in [1, inf) or in [0, 2**32))"
+        ) from None
+    return Range(
+        low_value,
+        high_value,
+        opening == "[" and low_value != float("-inf"),
+        closing == "]" and high_value != float("inf"),
+        f"{opening}{low}, {high}{closing}",
+    )
+
+
+def _bound(text: str) -> float:
+    """A range bound: a number, `inf`/`-inf`, or arithmetic on numbers such as `2**32`."""
+    if text.lstrip("+-") == "inf":
+        return float(text)
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = value(node.operand)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp) and isinstance(
+            node.op, ast.Pow | ast.Mult | ast.Add | ast.Sub | ast.Div
+        ):
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > 256:
+                raise ValueError(text)
+            operations = {
+                ast.Pow: lambda: left**right,
+                ast.Mult: lambda: left * right,
+                ast.Add: lambda: left + right,
+                ast.Sub: lambda: left - right,
+                ast.Div: lambda: left / right,
+            }
+            return operations[type(node.op)]()
+        raise ValueError(text)
+
+    try:
+        return value(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ZeroDivisionError, OverflowError):
+        raise ValueError(text) from None
 
 
 def parameters(notebook: Path) -> dict[str, Parameter]:
-    """The notebook's `parameters` cell as papermill reads it."""
+    """The notebook's `parameters` cell as papermill reads it, with each number's range."""
     import papermill
 
     try:
         found = papermill.inspect_notebook(str(notebook))
     except Exception as error:  # papermill raises plain exceptions for unreadable notebooks
-        raise RunnerError(f"{Path(notebook).name}: cannot read its parameters: {error}") from error
+        raise RunnerError(
+            f"{Path(notebook).name}: cannot read its parameters: {_first_line(str(error))}"
+        ) from error
     return {
-        name: Parameter(name, spec["inferred_type_name"], spec["default"], spec["help"])
+        name: Parameter(
+            name,
+            spec["inferred_type_name"],
+            spec["default"],
+            spec["help"],
+            parse_range(notebook, name, spec["help"]),
+        )
         for name, spec in found.items()
     }
 
@@ -136,6 +228,17 @@ def coerce_parameters(notebook: Path, raw: Iterable[tuple[str, str]]) -> dict[st
 
 
 def _parse_value(notebook: Path, parameter: Parameter, text: Any) -> Any:
+    value = _parse_text(notebook, parameter, text)
+    where = f"{Path(notebook).name}: parameter {parameter.name} ({parameter.type})"
+    if parameter.type == "float" and isinstance(value, float) and not math.isfinite(value):
+        raise RunnerError(f"{where} expects a finite number, got {text!r}")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if parameter.range is not None and number and value not in parameter.range:
+        raise RunnerError(f"{where} must be in {parameter.range.text}, got {value!r}")
+    return value
+
+
+def _parse_text(notebook: Path, parameter: Parameter, text: Any) -> Any:
     if not isinstance(text, str):
         return text
     kind = parameter.type
@@ -198,6 +301,7 @@ class NotebookResult:
     executed: str | None = None  # path of the executed notebook
     check: str | None = None  # the regression verdict, filled in by the run
     variant: str = ""  # the grid point ("WIDTH=64,LR=0.01") when the run is part of a grid
+    drifted: bool = False  # ran, but its metrics miss the baseline of its profile
 
     @property
     def label(self) -> str:
@@ -252,6 +356,9 @@ def _high_water_mark(process: psutil.Process) -> int:
         return 0
 
 
+DEFAULT_TIMEOUT_S = 3600.0  # per cell: the slowest full-mode cell takes minutes, not an hour
+
+
 def execute(
     notebook: Path,
     out_dir: Path,
@@ -260,12 +367,15 @@ def execute(
     progress: bool = False,
     html: bool = True,
     variant: str = "",
+    timeout: float | None = DEFAULT_TIMEOUT_S,
 ) -> NotebookResult:
     """Execute one notebook into `out_dir`; never raises for a failing notebook.
 
     `variant` names a grid point; it suffixes the output files so grid runs do not collide.
+    `timeout` bounds each cell's execution (seconds; None: no bound).
     """
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     notebook = Path(notebook).resolve()
@@ -292,10 +402,13 @@ def execute(
                 # Each plotly FigureWidget's state carries the whole plotly.js bundle (~4.5 MB):
                 # stored, it makes every executed notebook and HTML export tens of MB.
                 store_widget_state=False,
+                execution_timeout=_whole_seconds(timeout),
             )
     except PapermillExecutionError as failure:
         error = _describe_failure(failure, executed)
-    except Exception as failure:  # kernel died, timeout, unreadable notebook, ...
+    except CellTimeoutError as failure:
+        error = _describe_timeout(failure, executed, timeout)
+    except Exception as failure:  # kernel died, unreadable notebook, ...
         error = f"{type(failure).__name__}: {_first_line(str(failure))}"
     finally:
         runtime = time.perf_counter() - start
@@ -303,7 +416,10 @@ def execute(
             os.environ.pop(METRICS_FILE_ENV, None)
         else:
             os.environ[METRICS_FILE_ENV] = previous
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    try:
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    except (OSError, ValueError):
+        metrics = {}
     if html and executed.exists():
         _export_html(executed)
     return NotebookResult(
@@ -320,26 +436,71 @@ def execute(
     )
 
 
+def _whole_seconds(timeout: float | None) -> int | None:
+    """nbclient's timeout is an integer number of seconds."""
+    return None if timeout is None else max(1, math.ceil(timeout))
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", text)
+
+
+def _source_position(cells: list, index: int) -> int:
+    """The 1-based number, in the source notebook, of the cell at `index` of a list of the
+    executed copy's cells without papermill's error banners: the injected-parameters cell,
+    which is not in the source, is not counted."""
+    before = cells[:index]
+    return 1 + sum("injected-parameters" not in c.metadata.get("tags", []) for c in before)
+
+
+def _executed_cells(executed: Path) -> list:
+    """The executed copy's cells as papermill executed them: without the error banner and
+    anchor cells it inserts after a failure (they shift every later index)."""
+    if not executed.exists():
+        return []
+    from papermill.execute import ERROR_MARKER_TAG
+
+    cells = nbformat.read(executed, as_version=4).cells
+    return [c for c in cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
 
 
 def _describe_failure(failure, executed: Path) -> str:
     """Which cell failed, counted as a reader counts them in the source notebook (from 1).
 
-    Papermill's index is into the executed copy, which has the injected-parameters cell.
+    Papermill's index is into the executed notebook before it added its error banner and
+    anchor cells, and that notebook has the injected-parameters cell.
     """
-    position = failure.cell_index
-    if executed.exists():
-        cells = nbformat.read(executed, as_version=4).cells
-        injected = [
-            i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])
-        ]
-        if injected and injected[0] < position:
-            position -= 1
+    cells = _executed_cells(executed)
+    position = _source_position(cells, failure.cell_index) if cells else failure.cell_index + 1
     return (
-        f"cell {position + 1} (In [{failure.exec_count}] in the executed copy) raised "
+        f"cell {position} (In [{failure.exec_count}] in the executed copy) raised "
         f"{failure.ename}: {_first_line(failure.evalue)} -- in `{_first_line(failure.source)}`"
+    )
+
+
+def _describe_timeout(failure, executed: Path, timeout: float | None) -> str:
+    """A cell that ran past the timeout: nbclient interrupts it (its output then ends with a
+    KeyboardInterrupt) or, when it does not answer, leaves it without a finished status."""
+    cells = _executed_cells(executed)
+    hung = None
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        status = cell.metadata.get("papermill", {})
+        if (
+            errors
+            or status.get("status") == "running"
+            or (status.get("start_time") and not status.get("end_time"))
+        ):
+            hung = index
+            break
+    limit = f"{timeout:g} s" if timeout is not None else "the timeout"
+    if hung is None:
+        return f"a cell ran longer than {limit} (the per-cell --timeout): {_first_line(failure)}"
+    return (
+        f"cell {_source_position(cells, hung)} ran longer than {limit} (the per-cell --timeout) "
+        f"and was stopped -- in `{_first_line(cells[hung].source)}`"
     )
 
 
@@ -389,6 +550,12 @@ def parse_grid(specs: Sequence[str]) -> list[tuple[str, list[str]]]:
             raise RunnerError(f"--grid {spec!r}: expected NAME=V1,V2,... with non-empty values")
         if name.strip() in {n for n, _ in axes}:
             raise RunnerError(f"--grid {name.strip()} is given twice")
+        repeated = sorted({v for v in items if items.count(v) > 1})
+        if repeated:
+            raise RunnerError(
+                f"--grid {name.strip()}: the value {repeated[0]} is given twice "
+                "(each point would overwrite the other's results)"
+            )
         axes.append((name.strip(), items))
     return axes
 
@@ -397,6 +564,65 @@ def grid_points(axes: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str, s
     """The cartesian product of the axes, first axis slowest; one empty point without axes."""
     names = [name for name, _ in axes]
     return [list(zip(names, combo, strict=True)) for combo in product(*(v for _, v in axes))]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended a run: its kernels and workers are gone, what finished is kept."""
+
+    def __init__(self, signum: int = signal.SIGINT, run_dir: Path | None = None, kept: int = 0):
+        super().__init__(signum)
+        self.signum, self.run_dir, self.kept = int(signum), run_dir, kept
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        text = f"interrupted by {name}: the run stopped and its kernels and workers were ended"
+        if self.run_dir is not None:
+            text += f"; {self.kept} finished notebook(s) kept in {self.run_dir}"
+        return text
+
+
+class interrupt_handlers:
+    """While active (in the main thread), SIGINT and SIGTERM raise Interrupted; a second
+    signal during the cleanup is ignored, so the cleanup finishes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> interrupt_handlers:
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._before = _descendants()
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._raise)
+        return self
+
+    def _raise(self, signum, frame) -> None:
+        for other in self._previous:
+            signal.signal(other, signal.SIG_IGN)
+        # SIGTERM the kernels and workers started since, before the clients' own cleanup
+        # talks to them (an interrupted kernel replying on a closed socket prints a traceback)
+        for process in _descendants() - self._before:
+            try:
+                process.terminate()
+            except psutil.Error:
+                pass
+        raise Interrupted(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _check_environment() -> None:
+    """Settings the kernels would trip on, refused before anything runs."""
+    if os.environ.get("WORKBENCH_THREADS") is not None:  # only then: it imports torch
+        try:
+            import workbench._torch  # noqa: F401  (raises _torch.ThreadsError on import)
+        except ValueError as error:
+            raise RunnerError(str(error)) from None
 
 
 def run(
@@ -410,17 +636,26 @@ def run(
     run_dir: Path | None = None,
     progress: bool = True,
     html: bool = True,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     echo=print,
+    warn=None,
 ) -> tuple[Path, list[NotebookResult]]:
     """Execute notebooks (each at every `grid` point) into a new run folder, check their
     metrics against the baselines, record them in the run history, print the table.
 
     `backend` (see workbench.backends) says where the executions run: here one after the
-    other (default), in local processes, or on Dask workers.
+    other (default), in local processes, or on Dask workers. Each notebook's metrics and
+    history row are written as soon as it finishes, so an interrupted run keeps them.
+    `timeout` bounds every cell (seconds, None: no bound). SIGINT/SIGTERM (see
+    `interrupt_handlers`) end the kernels and workers started here and raise Interrupted.
     """
+    warn = warn or (lambda text: print(text, file=sys.stderr))
     project = project or Project.find()
     if not notebooks:
         raise RunnerError(f"no notebooks to run in {project.notebooks_dir}")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise RunnerError(f"--timeout must be a positive number of seconds, got {timeout}")
+    _check_environment()
     points = grid_points(parse_grid(grid))
     backend = get_backend(backend)  # a bad backend name fails here, before anything runs
     fixed = {name for name, _ in raw_parameters}
@@ -430,6 +665,7 @@ def run(
     # Validate every notebook's parameters at every grid point before running anything.
     plans = []
     for notebook in notebooks:
+        seen: dict[str, str] = {}
         for point in points:
             values = coerce_parameters(notebook, [*raw_parameters, *point])
             if smoke:
@@ -439,41 +675,124 @@ def run(
                     )
                 values[SMOKE_PARAMETER] = True
             variant = ",".join(f"{name}={value}" for name, value in point)
+            key = json.dumps(values, sort_keys=True, default=str)
+            if key in seen:
+                raise RunnerError(
+                    f"--grid points {seen[key]} and {variant} of {Path(notebook).stem} are the "
+                    "same parameters (each would overwrite the other's results)"
+                )
+            seen[key] = variant
             plans.append((Path(notebook), values, variant))
-    run_dir = run_dir or new_run_dir(project.runs_dir)
+    labels = [f"{n.stem}[{v}]" if v else n.stem for n, _, v in plans]
+    previous = _previous_results(Path(run_dir)) if run_dir else {}
+    kept_twice = [label for label in labels if label in previous]
+    if kept_twice:
+        raise RunnerError(
+            f"{run_dir} already holds results for {', '.join(kept_twice)}; "
+            "choose another --run-dir (or leave it out for a new folder)"
+        )
+    backend.probe()  # an unreachable scheduler fails here, before a run folder exists
+    if run_dir:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(project.runs_dir)
     tasks = [
         _Execution(
-            notebook, run_dir, values, variant, progress and backend.name == "inprocess", html
+            notebook,
+            run_dir,
+            values,
+            variant,
+            progress and backend.name == "inprocess",
+            html,
+            timeout,
         )
         for notebook, values, variant in plans
     ]
-    if backend.name == "inprocess":
-        results = []
-        for task in tasks:
-            echo(task.describe())
-            results.append(task())
-    else:
-        for task in tasks:
-            echo(task.describe())
-        echo(f"… {len(tasks)} execution(s) on the {backend.name} backend")
-        results = backend.map(_run_execution, tasks, progress="notebooks" if progress else None)
-    for result in results:
+    commit, dirty = history.git_state(project.root)
+    store = history.database(project.runs_dir)
+    finished: dict[int, NotebookResult] = {}
+    history_problem: list[str] = []
+
+    def done(index: int, result: NotebookResult) -> None:
+        """A notebook finished: check it, keep it in metrics.json and in the history now."""
         if result.ok:
             verdict = regression.check_notebook(
                 project.baselines_dir, result.notebook, result.profile, result.metrics
             )
             result.check = verdict.summary()
+            result.drifted = not verdict.ok and verdict.skipped is None
         else:
             echo(f"✗ {result.label} FAILED: {result.error}")
             echo(f"  executed notebook kept at {result.executed}")
-    write_run(run_dir, results)
-    commit, dirty = history.git_state(project.root)
-    history.record_results(
-        history.database(project.runs_dir), run_dir, results, commit=commit, dirty=dirty
-    )
+        finished[index] = result
+        write_run(run_dir, [finished[i] for i in sorted(finished)], previous=previous)
+        if history_problem:
+            return
+        try:
+            history.record_results(store, run_dir, [result], commit=commit, dirty=dirty)
+        except history.HistoryError as error:
+            history_problem.append(str(error))
+            warn(f"workbench: warning: the run history was not written: {error}")
+
+    before = _descendants()
+    try:
+        if backend.name == "inprocess":
+            for index, task in enumerate(tasks):
+                echo(task.describe())
+                done(index, task())
+        else:
+            for task in tasks:
+                echo(task.describe())
+            echo(f"… {len(tasks)} execution(s) on the {backend.name} backend")
+            backend.map(
+                _run_execution,
+                tasks,
+                progress="notebooks" if progress else None,
+                on_result=done,
+            )
+    except KeyboardInterrupt as interruption:
+        end_processes(_descendants() - before)
+        signum = getattr(interruption, "signum", signal.SIGINT)
+        raise Interrupted(signum, run_dir, len(finished)) from None
+    results = [finished[i] for i in sorted(finished)]
     echo(format_table(results))
     echo(f"run folder: {run_dir}")
     return run_dir, results
+
+
+def _descendants() -> set[psutil.Process]:
+    try:
+        return set(psutil.Process().children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def end_processes(processes: Iterable[psutil.Process], grace_s: float = 3.0) -> None:
+    """Terminate these processes and all their descendants, then kill what is left."""
+    from workbench.backends import end_process_trees
+
+    end_process_trees(list(processes), grace_s=grace_s)
+
+
+def _previous_results(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """What an existing run folder already holds, so a reused --run-dir keeps it."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunnerError(f"--run-dir {run_dir} is a file, not a folder")
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return {}
+    return _read_metrics(path)
+
+
+def _read_metrics(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunnerError(f"{path} is not readable run metrics: {_first_line(error)}") from None
+    if not isinstance(payload, dict) or not all(isinstance(e, dict) for e in payload.values()):
+        raise RunnerError(f"{path} is not readable run metrics: expected one object per notebook")
+    return payload
 
 
 @dataclass(frozen=True)
@@ -486,6 +805,7 @@ class _Execution:
     variant: str
     progress: bool
     html: bool
+    timeout: float | None = DEFAULT_TIMEOUT_S
 
     def describe(self) -> str:
         shown = " ".join(f"{k}={v!r}" for k, v in self.values.items())
@@ -499,6 +819,7 @@ class _Execution:
             progress=self.progress,
             html=self.html,
             variant=self.variant,
+            timeout=self.timeout,
         )
 
 
@@ -506,15 +827,50 @@ def _run_execution(task: _Execution) -> NotebookResult:
     return task()
 
 
-def write_run(run_dir: Path, results: Sequence[NotebookResult]) -> None:
-    payload = {result.label: asdict(result) for result in results}
-    (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (run_dir / "summary.txt").write_text(format_table(results) + "\n")
+def write_run(
+    run_dir: Path,
+    results: Sequence[NotebookResult],
+    *,
+    previous: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """metrics.json and summary.txt for these results, after what the folder held before.
+
+    Written to a temporary file and renamed, so an interruption never leaves half a file.
+    """
+    payload = dict(previous or {})
+    payload.update({result.label: asdict(result) for result in results})
+    _write_atomically(run_dir / "metrics.json", json.dumps(payload, indent=2, default=str) + "\n")
+    everything = [_result_from(entry) for entry in payload.values()]
+    _write_atomically(run_dir / "summary.txt", format_table(everything) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _result_from(entry: dict[str, Any]) -> NotebookResult:
+    known = {f.name for f in fields(NotebookResult)}
+    return NotebookResult(**{k: v for k, v in entry.items() if k in known})
 
 
 def load_run(run_dir: Path) -> list[NotebookResult]:
-    payload = json.loads((Path(run_dir) / "metrics.json").read_text())
-    return [NotebookResult(**entry) for entry in payload.values()]
+    """The results a run folder holds; a RunnerError, not a traceback, for anything else."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunnerError(f"no run folder {run_dir}")
+    if not run_dir.is_dir():
+        raise RunnerError(f"{run_dir} is a file, not a run folder")
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        raise RunnerError(
+            f"{run_dir} has no metrics.json: not a run folder, or no notebook of the run finished"
+        )
+    try:
+        return [_result_from(entry) for entry in _read_metrics(path).values()]
+    except TypeError as error:
+        raise RunnerError(f"{path} is not readable run metrics: {error}") from None
 
 
 def format_table(results: Sequence[NotebookResult]) -> str:
@@ -523,7 +879,7 @@ def format_table(results: Sequence[NotebookResult]) -> str:
         (
             r.label,
             r.profile,
-            r.status,
+            "drifted" if r.ok and r.drifted else r.status,
             f"{r.runtime_s:.1f} s",
             f"{r.peak_memory_mb:.0f} MiB" if r.peak_memory_mb else "-",
             r.check or _shorten(r.error or "-", 60),
