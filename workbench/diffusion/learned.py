@@ -16,16 +16,29 @@ per-step coefficients instead). `fit_grid` fits the placement alone, for a given
   itself (the solvers are plain torch, and a grid object's times are used as given, so their
   gradient survives; it matches central differences to 1e-10). Measured on the ring mixture
   from the logsnr grid: ddim at 5 steps reaches 0.0745 in 18 evaluations, where Nelder-Mead
-  stops at 0.193 (240) and Powell at 0.106 (776); dpmpp_2m at 10 steps reaches 0.0026 in 87,
-  Nelder-Mead 0.0097 in 1799, Powell 0.0016 in 3556 (L-BFGS-B reaches 0.0015 from the
-  time_quadratic grid, so several `init` grids are the cheaper remedy for basins). The gradient
-  method is 10-40x cheaper. Its one requirement is that the solver keeps the times in the
-  autograd graph; one that computes its coefficients with float() or numpy cuts them out, and
-  its gradient is wrong. So the gradient is first checked against a central difference along
-  one direction, and where it fails L-BFGS-B runs on forward differences instead (steps - 1
-  extra evaluations per gradient). That fallback beat Powell on every such solver measured
-  (ddim with float coefficients at 5 steps: 0.0745 in 90 evaluations vs Powell's 0.106; deis:
-  0.0267 in 470 vs 0.0267 in 1608; ipndm: 0.0202 in 375 vs 0.0221 in 448).
+  stops at 0.193 (240) and Powell at 0.106 (776); dpmpp_2m at 10 steps reaches 0.0015 in ~430
+  (to convergence, 128 noises), Nelder-Mead 0.0097 in 1799, Powell 0.0016 in 3556. The
+  gradient method is 10-40x cheaper.
+  Its one requirement is that the solver keeps the times in the autograd graph; one that
+  computes its coefficients with float() or numpy cuts them out, and its gradient is wrong. So
+  the gradient is first checked against a central difference along one direction, and where
+  it fails L-BFGS-B runs on forward differences instead (steps - 1 extra evaluations per
+  gradient). That fallback beat Powell on every such solver measured (ddim with float
+  coefficients at 5 steps: 0.0745 in 90 evaluations vs Powell's 0.106; deis: 0.0267 in 470 vs
+  0.0267 in 1608; ipndm: 0.0202 in 375 vs 0.0221 in 448).
+- Run to convergence, on log(error). L-BFGS-B's stopping test compares the decrease of the
+  objective with max(|f|, 1), so on the raw error (~1e-3 at 10 steps) its default tolerance
+  is ~1e-6 of the error, and dpmpp_2m at 10 steps crawled along a valley into max_iter=200
+  short of the minimum: where it stopped depended on rounding (the smoke fit's gain over the
+  best hand grid read 17, 26, 31 and 32 under different MKL code paths). The log of the error
+  makes both tolerances relative, the memory holds every interior point (no limited-memory
+  loss), and the tolerances are tight, so each start ends at its minimum: the same one, to 6
+  digits, under MKL_CBWR=COMPATIBLE, AVX2 and the default path.
+- Several starts. The error has several basins (dpmpp_2m at 5 steps on the ring: 0.014 from
+  logsnr and karras, 0.024 from time_uniform and time_quadratic; which one a start reaches
+  can depend on the optimizer's path), so by default the fit runs from the logsnr and the
+  time_quadratic grid and keeps the lower training error; errors within 1e-6 relative count as
+  a tie and the earlier start wins, so the choice cannot flip on rounding.
 
 A `FittedGrid` is a grid object for `sample(..., grid=fitted)`: it answers `times()` only for
 the schedule, steps and ends it was fitted for. Fits are cached in memory, so asking again for
@@ -51,6 +64,10 @@ from workbench.diffusion.schedules import DTYPE, NoiseSchedule
 # Every step keeps at least this fraction of the lambda span, so no iterate can merge two
 # times into one (which the solvers' h = lambda_i - lambda_{i-1} would divide by).
 MIN_STEP_FRACTION = 1e-6
+DEFAULT_STARTS = ("logsnr", "time_quadratic")
+# L-BFGS-B on log(error): relative decrease and projected-gradient tolerances, and its memory
+FTOL, GTOL, MEMORY = 1e-12, 1e-9, 30
+TIE_RTOL = 1e-6  # training errors this close count as one minimum: the earlier start wins
 _CACHE_SIZE = 64
 
 
@@ -113,8 +130,8 @@ def fit_grid(
     order: int | None = None,
     n_train: int = 512,
     seed: int = 0,
-    init: str | tuple[str, ...] = "logsnr",
-    max_iter: int = 200,
+    init: str | tuple[str, ...] = DEFAULT_STARTS,
+    max_iter: int = 1000,
     dim: int = 2,
     t_start: float | None = None,
     t_end: float | None = None,
@@ -122,14 +139,16 @@ def fit_grid(
 ) -> FittedGrid:
     """Fit the interior times of a `steps`-step grid for `solver` to the exact ODE solution.
 
-    `init` names the grid in GRIDS the fit starts from, or several: then one fit runs from each
-    and the lowest training error wins (the error has several basins; e.g. dpmpp_2m at 5 steps
-    on the ring ends at 0.014 from logsnr but 0.023 from time_quadratic). `dim` is the data
+    `init` names the grid in GRIDS the fit starts from, or several (default: logsnr and
+    time_quadratic): then one fit runs from each and the lowest training error wins, the
+    earlier start on a tie (the error has several basins; e.g. dpmpp_2m at 5 steps on the ring
+    ends at 0.014 from logsnr but 0.024 from time_quadratic). `dim` is the data
     dimension (the toy problems are 2-D); `sample_options` (lower_order_final, corrector,
     denoise_to_zero) go to every `sample` call, so the grid is fitted for those settings.
     """
     starts = (init,) if isinstance(init, str) else tuple(init)
     spec = _check_fittable(solver, starts, steps)
+    n_train, max_iter = _check_count("n_train", n_train), _check_count("max_iter", max_iter)
     order = spec.default_order if order is None else order
     schedule = model.schedule
     t_start = schedule.t_max if t_start is None else float(t_start)
@@ -141,7 +160,7 @@ def fit_grid(
     if len(starts) > 1:
         # each single-start fit is cached, so a repeated multi-start call is free as well
         fits = [fit_grid(model, init=name, **settings, **sample_options) for name in starts]
-        return min(fits, key=lambda fitted: fitted.train_error_after)
+        return best_fit(fits)
 
     init = starts[0]
     key = _cache_key(model, init, settings, sample_options)
@@ -157,20 +176,29 @@ def fit_grid(
     return fitted
 
 
+def best_fit(fits: list[FittedGrid]) -> FittedGrid:
+    """The fit with the lowest training error; within TIE_RTOL of it, the earliest one."""
+    lowest = min(fitted.train_error_after for fitted in fits)
+    return next(f for f in fits if f.train_error_after <= lowest * (1 + TIE_RTOL))
+
+
 def _fit(
     problem: _GridProblem, init: str, max_iter: int, n_train: int, seed: int, started: float
 ) -> FittedGrid:
-    """L-BFGS-B from the `init` grid on the autograd gradient, or on finite differences."""
+    """L-BFGS-B from the `init` grid on log(error), with the autograd gradient or with finite
+    differences."""
     schedule = problem.model.schedule
     init_ts = make_grid(schedule, init, problem.steps, problem.t_start, problem.t_end)
     logits0 = problem.parametrization.logits_of(schedule.lambda_(init_ts))
+    options = {"maxiter": max_iter, "maxcor": MEMORY}
     if problem.gradient_checks_out(logits0):
-        gradient, objective, jac = "autograd", problem.error_and_gradient, True
+        gradient, objective, jac = "autograd", problem.log_error_and_gradient, True
+        options |= {"ftol": FTOL, "gtol": GTOL}
     else:
-        gradient, objective, jac = "finite differences", problem.error_of_array, "2-point"
-    result = minimize(
-        objective, logits0.numpy(), jac=jac, method="L-BFGS-B", options={"maxiter": max_iter}
-    )
+        # a forward difference is good to ~1e-8 relative, so the tight tolerances would only
+        # end in a failed line search: the default ones
+        gradient, objective, jac = "finite differences", problem.log_error_of_array, "2-point"
+    result = minimize(objective, logits0.numpy(), jac=jac, method="L-BFGS-B", options=options)
     best = torch.from_numpy(result.x)
     return FittedGrid(
         solver=problem.solver,
@@ -269,6 +297,14 @@ class _GridProblem:
         self.evaluations += 1
         return self.error(torch.from_numpy(logits))
 
+    def log_error_of_array(self, logits: np.ndarray) -> float:
+        return math.log(max(self.error_of_array(logits), 1e-300))
+
+    def log_error_and_gradient(self, logits: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = self.error_and_gradient(logits)
+        value = max(value, 1e-300)  # an exact fit (error 0) is the minimum already
+        return math.log(value), gradient / value
+
     def error_and_gradient(self, logits: np.ndarray) -> tuple[float, np.ndarray]:
         self.evaluations += 1
         free = torch.tensor(logits, dtype=DTYPE, requires_grad=True)
@@ -304,6 +340,13 @@ def mean_l2_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _training_noise(schedule, t_start: float, n: int, dim: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(int(seed))
     return schedule.sigma(t_start) * torch.randn(n, dim, generator=generator, dtype=DTYPE)
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        what = "training noises" if name == "n_train" else "optimizer iterations"
+        raise ValueError(f"{name} must be an integer >= 1 ({what}), got {value!r}")
+    return int(value)
 
 
 def _check_fittable(solver: str, starts: tuple[str, ...], steps: int):

@@ -12,6 +12,7 @@ learning rate, never extrapolated.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -80,7 +81,7 @@ def lr_sweep(
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("dtype", dtype, DTYPES)
     task_name = get_task(task).name
-    lrs = check_lrs(lrs)
+    lrs = _increasing(check_lrs(lrs))
     steps = check_steps(DEFAULT_STEPS if steps is None else steps)
     widths = _positive_ints("widths", widths)
     depths = _positive_ints("depths", (DEFAULT_DEPTH,) if depths is None else depths)
@@ -187,6 +188,18 @@ def sweep_cell(
         }
         for r, (lr, seed) in enumerate(zip(run_lrs, run_seeds, strict=True))
     ]
+
+
+def _increasing(lrs: list[float]) -> list[float]:
+    """A sweep runs low to high: a reversed, unsorted or repeated list is a mistake (a
+    reversed range built as 2**k for k in range(high, low) would otherwise sweep nothing)."""
+    drops = [(a, b) for a, b in itertools.pairwise(lrs) if not b > a]
+    if drops:
+        a, b = drops[0]
+        raise ValueError(
+            f"lrs must be strictly increasing (low to high), got {b:g} after {a:g} in {lrs}"
+        )
+    return lrs
 
 
 def _positive_ints(name: str, values: Sequence[int]) -> list[int]:
