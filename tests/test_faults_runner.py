@@ -115,6 +115,47 @@ def test_the_timeout_has_a_default_and_is_validated(project, capsys):
     assert "expected a number of seconds, got 'soon'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("failures, ok", [(1, True), (runner.KERNEL_START_ATTEMPTS, False)])
+def test_a_kernel_that_dies_before_starting_is_started_again(project, monkeypatch, failures, ok):
+    """Two kernels starting at once can race for a TCP port; the loser dies before it replies
+    to kernel_info (nothing ran), and the runner starts it again instead of failing."""
+    import papermill
+
+    real = papermill.execute_notebook
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    notebook = project.notebooks_dir / "01_answer.ipynb"
+    result = runner.execute(notebook, project.root / "out", {"SMOKE": True}, html=False)
+    assert result.ok is ok
+    assert len(calls) == (failures + 1 if ok else failures)
+    if ok:
+        assert result.metrics["answer"]["value"] == 42.0
+    else:
+        assert result.error == "RuntimeError: Kernel died before replying to kernel_info"
+
+
+def test_a_kernel_that_dies_mid_run_is_not_restarted(project, monkeypatch):
+    import papermill
+
+    calls = []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies)
+    notebook = project.notebooks_dir / "01_answer.ipynb"
+    result = runner.execute(notebook, project.root / "out", {}, html=False)
+    assert not result.ok and len(calls) == 1
+
+
 # ------------------------------------------------------------------ nothing overwritten
 @pytest.mark.parametrize("values", ["1,1,2", "1,1.0"])
 def test_a_grid_with_a_repeated_value_is_refused(project, capsys, values):

@@ -392,18 +392,25 @@ def execute(
     start = time.perf_counter()
     try:
         with _PeakMemory() as memory:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters=values,
-                kernel_name=KERNEL_NAME,
-                progress_bar=progress,
-                cwd=str(notebook.parent),
-                # Each plotly FigureWidget's state carries the whole plotly.js bundle (~4.5 MB):
-                # stored, it makes every executed notebook and HTML export tens of MB.
-                store_widget_state=False,
-                execution_timeout=_whole_seconds(timeout),
-            )
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                try:
+                    papermill.execute_notebook(
+                        str(notebook),
+                        str(executed),
+                        parameters=values,
+                        kernel_name=KERNEL_NAME,
+                        progress_bar=progress,
+                        cwd=str(notebook.parent),
+                        # Each plotly FigureWidget's state carries the whole plotly.js bundle
+                        # (~4.5 MB): stored, it makes every executed notebook and HTML export
+                        # tens of MB.
+                        store_widget_state=False,
+                        execution_timeout=_whole_seconds(timeout),
+                    )
+                    break
+                except RuntimeError as failure:
+                    if attempt == KERNEL_START_ATTEMPTS or not _kernel_never_started(failure):
+                        raise
     except PapermillExecutionError as failure:
         error = _describe_failure(failure, executed)
     except CellTimeoutError as failure:
@@ -434,6 +441,17 @@ def execute(
         executed=str(executed) if executed.exists() else None,
         variant=variant,
     )
+
+
+# jupyter_client picks a kernel's TCP ports by binding port 0 and closing it, and the kernel
+# binds them a moment later: a kernel started at the same time elsewhere (pytest -n 2, a grid
+# on processes) can take one in between, and the new kernel dies with "Address already in
+# use" before it runs a cell. Nothing ran, so starting again is safe.
+KERNEL_START_ATTEMPTS = 3
+
+
+def _kernel_never_started(failure: RuntimeError) -> bool:
+    return "before replying to kernel_info" in str(failure)
 
 
 def _whole_seconds(timeout: float | None) -> int | None:
