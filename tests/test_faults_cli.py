@@ -148,6 +148,8 @@ def test_a_scheduler_address_where_nothing_listens_fails_fast(project, capsys):
 # ------------------------------------------------------------------ WORKBENCH_THREADS
 @pytest.mark.parametrize("value", ["abc", "0", "-2", ""])
 def test_a_bad_thread_count_is_refused_before_running(project, capsys, monkeypatch, value):
+    import workbench._torch  # noqa: F401  (already imported: the check must not rely on importing it)
+
     monkeypatch.setenv("WORKBENCH_THREADS", value)
     assert main(["run", "01_value", "-q"]) == 2
     one_error_line(capsys, f"WORKBENCH_THREADS={value!r} is not allowed", "positive integer")
@@ -162,7 +164,7 @@ def test_importing_the_compute_modules_with_a_bad_thread_count_says_why(value):
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        f"workbench._torch.ThreadsError: WORKBENCH_THREADS={value!r} is not allowed: it must be "
+        f"workbench._threads.ThreadsError: WORKBENCH_THREADS={value!r} is not allowed: it must be "
         "a positive integer, the number of torch threads per process (e.g. 1, the default, or 2)"
     )
 

@@ -636,11 +636,12 @@ class interrupt_handlers:
 
 def _check_environment() -> None:
     """Settings the kernels would trip on, refused before anything runs."""
-    if os.environ.get("WORKBENCH_THREADS") is not None:  # only then: it imports torch
-        try:
-            import workbench._torch  # noqa: F401  (raises _torch.ThreadsError on import)
-        except ValueError as error:
-            raise RunnerError(str(error)) from None
+    from workbench._threads import ThreadsError, thread_count
+
+    try:
+        thread_count()
+    except ThreadsError as error:
+        raise RunnerError(str(error)) from None
 
 
 def run(
