@@ -351,3 +351,84 @@ def test_state_bytes_of_adam_matches_torch():
     opt.step()
     assert state_bytes(opt) == 2 * 30 * 4 + 4  # exp_avg, exp_avg_sq, a float32 step count
     assert not math.isnan(state_bytes(opt))
+
+
+# ------------------------------------------------------------- SOAP's canonical eigenbasis
+
+
+def _mixing(k: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.linalg.qr(torch.randn(k, k, generator=generator, dtype=torch.float64)).Q
+
+
+def _rounding_rotates_null_spaces(monkeypatch, seed: int = 0):
+    """torch.linalg.eigh and qr returning another orthonormal basis of each (numerically)
+    zero eigenspace or column space (what another code path of the math library may
+    return), the rest unchanged."""
+    eigh, qr = torch.linalg.eigh, torch.linalg.qr
+    generator = torch.Generator().manual_seed(seed)
+
+    def rotated_eigh(matrix, *args, **kwargs):
+        values, vectors = eigh(matrix, *args, **kwargs)
+        null = values.abs() <= 1e-10 * values.abs().max()
+        if int(null.sum()) > 1:
+            vectors = vectors.clone()
+            vectors[:, null] = vectors[:, null] @ _mixing(int(null.sum()), generator)
+        return torch.return_types.linalg_eigh((values, vectors))
+
+    def rotated_qr(matrix, *args, **kwargs):
+        q, r = qr(matrix, *args, **kwargs)
+        diagonal = r.diagonal().abs()
+        null = diagonal <= 1e-10 * diagonal.max()
+        if int(null.sum()) > 1:
+            q = q.clone()
+            q[:, null] = q[:, null] @ _mixing(int(null.sum()), generator)
+        return torch.return_types.linalg_qr((q, r))
+
+    monkeypatch.setattr(torch.linalg, "eigh", rotated_eigh)
+    monkeypatch.setattr(torch.linalg, "qr", rotated_qr)
+
+
+def test_soap_basis_of_a_rank_deficient_statistic_is_canonical(monkeypatch):
+    """Range first (descending), then the identity's columns completing it, in order; the
+    same after the power-iteration refreshes."""
+    _rounding_rotates_null_spaces(monkeypatch)
+    w = torch.zeros(5, 3, dtype=torch.float64, requires_grad=True)
+    opt = SOAP([w], precondition_frequency=1)
+    w.grad = torch.zeros(5, 3, dtype=torch.float64)
+    w.grad[1, 0], w.grad[3, 1] = 3.0, -1.0  # left statistic diag(0, 9, 0, 1, 0) (x 0.05)
+    e = torch.eye(5, dtype=torch.float64)
+    for _ in range(3):  # the first basis from eigh, then two refreshes
+        opt.step()
+        left, right = opt.eigenbasis(w)
+        torch.testing.assert_close(left, e[:, [1, 3, 0, 2, 4]], atol=1e-15, rtol=0)
+        torch.testing.assert_close(right, torch.eye(3, dtype=torch.float64), atol=1e-15, rtol=0)
+
+
+def _rank_deficient_losses(steps: int = 40) -> list[float]:
+    """Least squares P (W X - Y) with W 8x4 and P a rotated rank-5 projection: every gradient
+    has rank <= 4 and lies in P's range, so the left statistic has a null space at every
+    refresh (3-dimensional for good, 4 at the first step)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 32, generator=generator, dtype=torch.float64)
+    y = torch.randn(8, 4, generator=generator, dtype=torch.float64) @ x
+    range_ = torch.linalg.qr(torch.randn(8, 5, generator=generator, dtype=torch.float64)).Q
+    projection = range_ @ range_.T
+    w = torch.zeros(8, 4, dtype=torch.float64, requires_grad=True)
+    opt = SOAP([w], lr=2.0**-4, betas=(0.9, 0.999), precondition_frequency=5)
+    losses = []
+    for _ in range(steps):
+        residual = projection @ (w.detach() @ x - y)
+        losses.append(float(residual.square().mean()))
+        w.grad = 2 * projection @ residual @ x.T / residual.numel()
+        opt.step()
+    return losses
+
+
+def test_soap_does_not_depend_on_the_rounding_basis_of_the_null_space(monkeypatch):
+    """Adam's diagonal is not invariant under a rotation of the null space: with eigh's and
+    QR's bases kept, the rotation moves the losses ~3e-4; canonical, they agree to rounding."""
+    reference = torch.tensor(_rank_deficient_losses(), dtype=torch.float64)
+    _rounding_rotates_null_spaces(monkeypatch)
+    rotated = torch.tensor(_rank_deficient_losses(), dtype=torch.float64)
+    assert float(reference[-1]) < 0.1 * float(reference[0])  # the run went somewhere
+    assert float(((rotated - reference).abs() / reference).max()) < 1e-9

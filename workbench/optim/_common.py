@@ -126,12 +126,72 @@ def symmetric_power(matrix: torch.Tensor, power: float, epsilon: float = 0.0) ->
     return (vectors * scaled) @ vectors.T
 
 
-def descending_eigenvectors(matrix: torch.Tensor) -> torch.Tensor:
-    """Eigenvectors of a symmetric matrix as columns, largest eigenvalue first (NaN for a
-    non-finite matrix, which eigh would refuse with a LinAlgError)."""
+NULL_RTOL = 1e-10  # eigenvalues at most this times the largest count as zero (rounding)
+
+
+def descending_eigenvectors(matrix: torch.Tensor, rtol: float = NULL_RTOL) -> torch.Tensor:
+    """Eigenvectors of a symmetric PSD matrix as columns, largest eigenvalue first, in the
+    canonical basis of ``canonical_basis`` (NaN for a non-finite matrix, which eigh would
+    refuse with a LinAlgError).
+
+    eigh's basis of a zero eigenspace is whatever rounding left it, and changes with the
+    math library's code path; Adam in that basis (SOAP) then differs from run to run.
+    """
     if not bool(torch.isfinite(matrix).all()):
         return torch.full_like(matrix, math.nan)
-    return torch.linalg.eigh(matrix).eigenvectors.flip(1)
+    eigenvalues, vectors = torch.linalg.eigh(matrix)
+    return canonical_basis(vectors.flip(1), eigenvalues.flip(0), rtol)
+
+
+def canonical_basis(
+    vectors: torch.Tensor, eigenvalues: torch.Tensor, rtol: float = NULL_RTOL
+) -> torch.Tensor:
+    """Orthonormal columns ``vectors`` (eigenvalue estimates ``eigenvalues``, descending) with
+    the null space made canonical: the leading columns whose eigenvalue exceeds ``rtol`` times
+    the largest are kept, the rest are replaced by the identity's columns in order,
+    Gram-Schmidt against the kept ones and each other (skipping near-dependent columns), and
+    every column is signed so its largest-magnitude entry is positive.
+
+    The result depends on the matrix alone, not on the rounding that chose eigh's (or QR's)
+    basis of its null space. Non-finite input is returned unchanged.
+    """
+    if not (bool(torch.isfinite(vectors).all()) and bool(torch.isfinite(eigenvalues).all())):
+        return vectors
+    n = vectors.shape[1]
+    if n == 0:
+        return vectors
+    largest = float(eigenvalues[0])
+    rank = int((eigenvalues > rtol * largest).sum()) if largest > 0 else 0
+    basis = vectors[:, :rank]
+    if rank < n:
+        basis = _complete_from_identity(basis, vectors.shape[0])
+    peaks = basis.abs().argmax(0)
+    signs = torch.sign(basis[peaks, torch.arange(n, device=basis.device)])
+    return basis * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def _complete_from_identity(basis: torch.Tensor, n: int) -> torch.Tensor:
+    """``basis`` (orthonormal columns) extended to n columns with the identity's columns.
+
+    A column whose residual is below 0.5 / sqrt(n) is skipped: while the basis is incomplete
+    the residuals' squares sum to at least 1 over the n columns (and only shrink as the basis
+    grows), so some column always clears the threshold and the loop completes the basis.
+    """
+    threshold = 0.5 / math.sqrt(n)
+    columns = [basis[:, j] for j in range(basis.shape[1])]
+    current = basis
+    for i in range(n):
+        if len(columns) == n:
+            break
+        e = torch.zeros(n, dtype=basis.dtype, device=basis.device)
+        e[i] = 1.0
+        for _ in range(2):  # twice is enough (Kahan): orthogonal to rounding
+            e = e - current @ (current.T @ e)
+        norm = torch.linalg.vector_norm(e)
+        if float(norm) > threshold:
+            columns.append(e / norm)
+            current = torch.stack(columns, 1)
+    return torch.stack(columns, 1)
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:

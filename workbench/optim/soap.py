@@ -17,6 +17,11 @@ they keep adapting between refreshes. For a parameter with gradient G:
 with lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t). As in the authors' implementation the first
 step only collects statistics (Q_i from an exact eigendecomposition) and moves nothing, and
 one-dimensional parameters are plain Adam unless ``precondition_1d``.
+
+Every basis is canonical in the null space of its statistic (``canonical_basis``): a
+rank-deficient S_i (a layer wider than its input, a gradient from a few samples) has a zero
+eigenspace whose basis eigh and QR leave to rounding, and Adam's diagonal is not invariant
+under a rotation there, so the run would depend on the math library's code path.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 import workbench._torch  # noqa: F401  (one intra-op thread)
 from workbench.optim._common import (
     PerParameterOptimizer,
+    canonical_basis,
     check_betas,
     check_fraction,
     check_lr,
@@ -153,7 +159,9 @@ class SOAP(PerParameterOptimizer):
             order = torch.argsort(estimates, descending=True)
             # v is indexed by eigenvector: it follows its column to the new position.
             exp_avg_sq = exp_avg_sq.index_select(dim, order)
-            bases[dim] = torch.linalg.qr(power[:, order]).Q
+            # QR's columns for a near-zero Rayleigh quotient span rounding: replaced by the
+            # canonical completion, as in the first step's basis (and signs fixed).
+            bases[dim] = canonical_basis(torch.linalg.qr(power[:, order]).Q, estimates[order])
         state["exp_avg_sq"] = exp_avg_sq
 
 
