@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+import scratch
 
 from workbench import history, runner
 from workbench.cli import main
@@ -25,17 +24,7 @@ PARAMETERS = "SMOKE: bool = False  # run small\nX: float = 1.0  # the value, in 
 
 
 def write_notebook(path: Path, *cells: str) -> None:
-    notebook = new_notebook(
-        cells=[
-            new_markdown_cell(f"# {path.stem}\nA scratch notebook for the CLI fault tests."),
-            new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-            *(new_code_cell(source) for source in cells),
-        ],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    nbformat.write(notebook, path)
+    scratch.write_notebook(path, *cells, parameters=PARAMETERS)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+import scratch
 
 from workbench import history, runner
 from workbench.cli import main
@@ -27,17 +27,7 @@ METRIC_CELL = "from workbench import record\nrecord('answer', 21 * SCALE, rtol=1
 
 
 def write_notebook(path: Path, *cells: str, parameters: str = PARAMETERS) -> None:
-    notebook = new_notebook(
-        cells=[
-            new_markdown_cell(f"# {path.stem}\nA scratch notebook for the fault tests."),
-            new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-            *(new_code_cell(source) for source in cells),
-        ],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    nbformat.write(notebook, path)
+    scratch.write_notebook(path, *cells, parameters=parameters)
 
 
 @pytest.fixture

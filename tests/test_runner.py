@@ -7,7 +7,7 @@ import math
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+import scratch
 
 from workbench import record, regression, reporting, runner
 from workbench.cli import main
@@ -24,17 +24,7 @@ record("label", LABEL)
 
 
 def write_notebook(path, *cells: str, parameters: str = PARAMETERS) -> None:
-    notebook = new_notebook(
-        cells=[
-            new_markdown_cell(f"# {path.stem}\nA scratch notebook for the runner's tests."),
-            new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-            *(new_code_cell(source) for source in cells),
-        ],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    nbformat.write(notebook, path)
+    scratch.write_notebook(path, *cells, parameters=parameters)
 
 
 @pytest.fixture
