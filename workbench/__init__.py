@@ -3,7 +3,7 @@
 Compute only: nothing here imports a UI library (see widgets/ for that).
 """
 
-from workbench.reporting import record, recorded
+from workbench.reporting import record, record_table, recorded
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "record", "recorded"]
+__all__ = ["__version__", "record", "record_table", "recorded"]

@@ -12,6 +12,7 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,61 @@ def record(name: str, value: Any, *, atol: float | None = None, rtol: float | No
     _recorded[name] = entry
     _write_if_running()
     return plain
+
+
+def record_table(
+    prefix: str,
+    table: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    tolerances: Mapping[str, Mapping[str, float]] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    missing: str | None = None,
+) -> dict[str, Any]:
+    """Record every cell of a table in one call, as `prefix.<row id>.<column id>`.
+
+    `table` is a pandas DataFrame (rows by its index) or a mapping row -> mapping column ->
+    value. Row and column ids are used as given (ids, not display labels: a space or other
+    character a metric name cannot hold is refused by `record`). `columns` picks and orders
+    the columns (default: all); `tolerances` maps a column to its {"atol": .., "rtol": ..},
+    else `atol`/`rtol` apply. `missing` is recorded in place of a NaN or None cell (e.g.
+    "diverged" or "not reached"); without it such a cell is refused like any NaN.
+    Returns {metric name: recorded value}.
+    """
+    rows = _table_rows(table)
+    out: dict[str, Any] = {}
+    for row_id, row in rows.items():
+        for column in columns if columns is not None else list(row):
+            value = row[column]
+            if missing is not None and _is_missing(value):
+                value = missing
+            limits = dict((tolerances or {}).get(column, {"atol": atol, "rtol": rtol}))
+            name = f"{prefix}.{row_id}.{column}"
+            out[name] = record(name, value, atol=limits.get("atol"), rtol=limits.get("rtol"))
+    return out
+
+
+def _table_rows(table: Any) -> dict[Any, Mapping[str, Any]]:
+    if hasattr(table, "iterrows") and hasattr(table, "columns"):  # a pandas DataFrame
+        by_column = {column: table[column].tolist() for column in table.columns}  # keeps dtypes
+        return {
+            index: {column: values[i] for column, values in by_column.items()}
+            for i, index in enumerate(table.index)
+        }
+    if isinstance(table, Mapping):
+        return {key: dict(row) for key, row in table.items()}
+    kind = type(table).__name__
+    raise TypeError(f"record_table takes a DataFrame or a mapping of rows, got {kind}")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, numpy or Python
+    except (TypeError, ValueError):
+        return False
 
 
 def recorded() -> dict[str, Any]:

@@ -420,10 +420,10 @@ def v3_solve(
     return x
 
 
-@register("dpm_solver_v3", orders=(1, 2, 3), default_order=2)
+@register("dpm_solver_v3", orders=(1, 2, 3), default_order=2, options=("ems",))
 def dpm_solver_v3(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DPM-Solver-v3: multistep predictor-corrector in the EMS-optimal parameterization."""
-    ems = get_ems(ev.model, dim=x.shape[1])
+    ems = opts.extra.get("ems") or get_ems(ev.model, dim=x.shape[1])
     return v3_solve(
         ev,
         x,

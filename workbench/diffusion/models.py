@@ -9,7 +9,7 @@ other through that pair.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -69,6 +69,9 @@ class DiffusionModel:
     prediction: str
     schedule: NoiseSchedule
     name: str = "model"
+    # what fn computes, for content-keyed memos (workbench.memo): e.g. the mixture it denoises.
+    # None: an arbitrary callable, whose results are computed every time, never memoized.
+    content: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -79,6 +82,11 @@ class DiffusionModel:
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         return self.fn(x, torch.as_tensor(t, dtype=DTYPE))
 
+    def content_key(self):
+        if self.content is None:
+            return None
+        return (self.content, self.prediction, self.schedule)
+
     def as_prediction(self, kind: str) -> DiffusionModel:
         """The same model answering in another parametrization (for cross-checks)."""
 
@@ -87,4 +95,5 @@ class DiffusionModel:
                 self.fn(x, t), source=self.prediction, target=kind, x=x, t=t, schedule=self.schedule
             )
 
-        return DiffusionModel(fn, kind, self.schedule, f"{self.name} as {kind}")
+        content = None if self.content is None else (self.content, "as", self.prediction)
+        return DiffusionModel(fn, kind, self.schedule, f"{self.name} as {kind}", content)

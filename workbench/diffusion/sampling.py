@@ -20,8 +20,9 @@ import hashlib
 import inspect
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,6 +110,9 @@ class SolverOptions:
     corrector: str | None = None  # "unic": UniPC's corrector after a multistep predictor
     generator: torch.Generator | None = None  # for stochastic solvers
     callback: Callable[[int, torch.Tensor], None] | None = None
+    # a solver's own options, by name (SolverSpec.options lists those it takes), e.g.
+    # DPM-Solver-v3's precomputed statistics {"ems": EMS}
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class SolverSpec:
     description: str
     stochastic: bool = False
     accepts_corrector: bool = False
+    options: tuple[str, ...] = ()  # the solver-specific options it takes (SolverOptions.extra)
 
 
 SOLVERS: dict[str, SolverSpec] = {}
@@ -132,6 +137,7 @@ def register(
     default_order: int | None = None,
     stochastic: bool = False,
     accepts_corrector: bool = False,
+    options: tuple[str, ...] = (),
 ):
     def decorate(fn):
         doc = inspect.getdoc(fn) or ""
@@ -143,6 +149,7 @@ def register(
             doc.splitlines()[0] if doc else "",
             stochastic,
             accepts_corrector,
+            options,
         )
         return fn
 
@@ -175,13 +182,15 @@ def sample(
     denoise_to_zero: bool = False,
     seed: int = 0,
     trajectory: bool = False,
+    solver_options: Mapping[str, Any] | None = None,
     **grid_options,
 ) -> SampleResult:
     """Solve from t_start (default schedule.t_max) to t_end (default schedule.t_min).
 
     `grid` is a name from GRIDS, an explicit decreasing array of times, or a fitted grid.
     `denoise_to_zero` adds one model call at t_end and returns its x_0 prediction (the "final
-    step to sigma 0" of diffusers' `final_sigmas_type="zero"`).
+    step to sigma 0" of diffusers' `final_sigmas_type="zero"`). `solver_options` are the
+    solver's own (its spec's `options`), e.g. {"ems": statistics} for DPM-Solver-v3.
 
     Refused with a ValueError, before any model call: an x_T with NaN or infinity (the
     message gives the first bad index), t_start or t_end outside the schedule's range
@@ -207,6 +216,11 @@ def sample(
         raise ValueError(f"unknown corrector {corrector!r}; the only one is 'unic'")
     if corrector and not spec.accepts_corrector:
         raise ValueError(f"{solver} does not take a corrector (multistep predictors do)")
+    extra = dict(solver_options or {})
+    unknown = sorted(set(extra) - set(spec.options))
+    if unknown:
+        takes = ", ".join(spec.options) if spec.options else "no solver options"
+        raise ValueError(f"{solver} does not take option {unknown[0]!r} (it takes {takes})")
     ts = make_grid(schedule, grid, steps, t_start, t_end, **grid_options)
     path = [x_T.clone()] if trajectory else None
 
@@ -219,6 +233,7 @@ def sample(
         corrector=corrector,
         generator=torch.Generator().manual_seed(seed),
         callback=callback if trajectory else None,
+        extra=extra,
     )
     ev = Evaluator(model, schedule)
     grid_levels = Grid.of(schedule, ts)
@@ -229,6 +244,14 @@ def sample(
         if trajectory:
             path.append(x.clone())
     return SampleResult(x, ev.nfe, ts, solver, order, path)
+
+
+def prior_noise(schedule: NoiseSchedule, n: int, dim: int, seed: int | torch.Generator = 0):
+    """n starting points x_T ~ N(0, sigma(t_max)^2 I) of a solve, float64 (the one place the
+    workbench draws them; a generator continues its stream, an int seeds a new one)."""
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    noise = torch.randn(int(n), int(dim), generator=generator, dtype=DTYPE)
+    return float(schedule.sigma(schedule.t_max)) * noise
 
 
 def check_x_T(x_T) -> torch.Tensor:

@@ -73,12 +73,29 @@ class NoiseSchedule(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
+    # what defines the schedule, for content-keyed memos (workbench.memo); None: not keyable
+    content: tuple | None = None
+
+    def content_key(self):
+        if self.content is None:
+            return None
+        return (type(self).__name__, self.t_min, self.t_max, self.content)
+
 
 class VPSchedule(NoiseSchedule):
     """Variance preserving: sigma^2 = 1 - alpha^2. Build with the classmethods."""
 
-    def __init__(self, name: str, log_alpha_fn, t_of_log_alpha_fn, t_min: float, t_max: float):
+    def __init__(
+        self,
+        name: str,
+        log_alpha_fn,
+        t_of_log_alpha_fn,
+        t_min: float,
+        t_max: float,
+        content: tuple | None = None,  # the constructor's parameters (None: functions only)
+    ):
         self.name = name
+        self.content = content
         self._log_alpha = log_alpha_fn
         self._t_of_log_alpha = t_of_log_alpha_fn
         self.t_min, self.t_max = t_min, t_max
@@ -117,7 +134,12 @@ class VPSchedule(NoiseSchedule):
             return tmp / (torch.sqrt(beta_min**2 + d * tmp) + beta_min)
 
         return cls(
-            f"VP linear continuous [{beta_min}, {beta_max}]", log_alpha, t_of_log_alpha, t_min, 1.0
+            f"VP linear continuous [{beta_min}, {beta_max}]",
+            log_alpha,
+            t_of_log_alpha,
+            t_min,
+            1.0,
+            content=("linear", float(beta_min), float(beta_max)),
         )
 
     @classmethod
@@ -134,7 +156,7 @@ class VPSchedule(NoiseSchedule):
         def t_of_log_alpha(log_alpha):
             return 2 * (1 + s) / math.pi * torch.arccos(torch.exp(log_alpha + offset)) - s
 
-        return cls("VP cosine", log_alpha, t_of_log_alpha, t_min, t_max)
+        return cls("VP cosine", log_alpha, t_of_log_alpha, t_min, t_max, ("cosine", float(s)))
 
     @classmethod
     def discrete(cls, betas: torch.Tensor, name: str = "VP discrete") -> VPSchedule:
@@ -160,6 +182,7 @@ class VPSchedule(NoiseSchedule):
             lambda la: _interp(la, log_alphas.flip(0), knots.flip(0)),
             t_min=1.0 / n,
             t_max=1.0,
+            content=("discrete", betas.clone()),
         )
         schedule.alphas_cumprod = torch.exp(2 * log_alphas)
         return schedule
@@ -184,6 +207,7 @@ class VESchedule(NoiseSchedule):
         _check_levels("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.name = f"VE [{sigma_min}, {sigma_max}]"
+        self.content = (float(sigma_min), float(sigma_max))
         self.t_min, self.t_max = 0.0, 1.0
         self._log_ratio = math.log(sigma_max / sigma_min)
 
@@ -203,6 +227,7 @@ class EDMSchedule(NoiseSchedule):
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
         _check_levels("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.name = f"EDM [{sigma_min}, {sigma_max}]"
+        self.content = (float(sigma_min), float(sigma_max))
         self.t_min, self.t_max = sigma_min, sigma_max
 
     def log_alpha(self, t) -> torch.Tensor:

@@ -125,6 +125,10 @@ class GaussianMixture:
         between = (self.weights[:, None] * centered).T @ centered
         return within + between
 
+    def content_key(self):
+        """What defines the mixture (it keys workbench.memo entries of the models built on it)."""
+        return ("GaussianMixture", self.means, self.stds, self.weights, self.labels)
+
     def condition(self, label: int) -> GaussianMixture:
         """The mixture p(x | c = label): the components with that label, renormalized."""
         mask = self.labels == int(label)
@@ -257,7 +261,7 @@ class GaussianMixture:
             return mixture.denoise(x, schedule.alpha(t), schedule.sigma(t))
 
         name = "exact mixture denoiser" + ("" if label is None else f" (label {label})")
-        return DiffusionModel(denoise, "data", schedule, name)
+        return DiffusionModel(denoise, "data", schedule, name, ("mixture denoiser", mixture))
 
     # ---------------------------------------------------------------- internals
     def _prepare(
