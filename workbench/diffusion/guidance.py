@@ -299,14 +299,18 @@ class GuidanceMethod:
         steps: int = 10,
         seed: int = 0,
         model: DiffusionModel | None = None,
+        solver_options: Mapping[str, object] | None = None,
     ) -> SampleResult:
         """Guided samples from x_T. Deterministic methods solve with `solver` (`model`, if
         given, is this method's model at `scale`, e.g. cached); particle methods ignore
-        `solver` and step their own reverse SDE."""
+        `solver` and step their own reverse SDE. `solver_options` are the solver's own (e.g.
+        DPM-Solver-v3's statistics)."""
         if self.run is not None:
             return self.run(problem, x_T, float(scale), steps, seed)
         model = model or self.model(problem, scale)
-        return sample(model, x_T, solver=solver, steps=steps, seed=seed)
+        return sample(
+            model, x_T, solver=solver, steps=steps, seed=seed, solver_options=solver_options
+        )
 
 
 def _cfg_builder(**options) -> Callable[[GuidanceProblem, float], DiffusionModel]:

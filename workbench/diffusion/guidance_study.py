@@ -29,6 +29,7 @@ from workbench.diffusion.guidance import (
 )
 from workbench.diffusion.models import DiffusionModel
 from workbench.diffusion.sampling import (
+    SOLVERS,
     ModelOutputError,
     SampleResult,
     reference_solution,
@@ -180,8 +181,9 @@ class GuidanceStudy:
     def _solve(self, method, scale, solver, steps, x_T) -> SampleResult | Diverged:
         spec = get_method(method)
         model = None if spec.particle else self.model(method, scale)
-        if solver == "dpm_solver_v3":
-            self.ems(method, scale)
+        # a solver that takes model statistics (DPM-Solver-v3) gets this guided model's own
+        takes_ems = not spec.particle and solver in SOLVERS and "ems" in SOLVERS[solver].options
+        options = {"ems": self.ems(method, scale)} if takes_ems else None
         try:
             result = spec.sample(
                 self.problem,
@@ -191,6 +193,7 @@ class GuidanceStudy:
                 steps=steps,
                 seed=self.seed,
                 model=model,
+                solver_options=options,
             )
         except ModelOutputError as exc:
             return Diverged(str(exc))
@@ -198,7 +201,7 @@ class GuidanceStudy:
         return result if reason is None else Diverged(f"{reason} (w={scale:g}, {solver})")
 
     def ems(self, method: str, scale: float) -> v3.EMS:
-        """DPM-Solver-v3's statistics of this guided model, from its own samples (pinned)."""
+        """DPM-Solver-v3's statistics of this guided model, from its own samples."""
 
         def compute():
             model = self.model(method, scale)
@@ -211,9 +214,7 @@ class GuidanceStudy:
             tolerance = EMS_SAMPLE_TOLERANCE
             data = reference_solution(model, prior, rtol=tolerance, atol=tolerance)
             lambdas = v3.default_stat_lambdas(schedule, self.ems_lambdas)
-            ems = v3.compute_ems(model, data=data, lambdas=lambdas)
-            v3.set_ems(model, ems)
-            return ems
+            return v3.compute_ems(model, data=data, lambdas=lambdas)
 
         return self._cached(("ems", method, float(scale)), compute)
 
