@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, Slider
-from workbench.toy import GaussianMixture
 from workbench.toy.fields import NoisedSnapshot, noised_snapshot, variance_preserving
+from workbench.toy.tour import DATASETS, dataset, tour_size
 
-DATASETS = {
-    "8-mode ring": GaussianMixture.ring,
-    "3x3 grid": GaussianMixture.grid,
-    "two classes": GaussianMixture.two_class,
-}
 # The clean density has peaks ~50x the noised one's: a fixed colour range would wash out one
 # end of the slider, so the heatmap shows log-density clipped a fixed depth below its maximum.
 LOG_DENSITY_DEPTH = 10.0
 PANEL_SIZE = 430  # px; square, so the equal-aspect axes fill the panel
 
 
-@cache
-def dataset(name: str) -> GaussianMixture:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    return DATASETS[name]()
+def noised_mixture_app(smoke: bool = False) -> Explorer:
+    """The tour's explorer at notebook 00's full or SMOKE size (the served page)."""
+    size = tour_size(smoke)
+    return noised_mixture_explorer(n_samples=size.n_samples, grid_size=size.grid_size)
 
 
 def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int = 120) -> Explorer:
@@ -82,7 +74,7 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
             "(arrows scaled by the factor in the title so the longest fits the grid)."
         ),
         controls=[
-            Choice("dataset_name", "dataset", list(DATASETS), "8-mode ring"),
+            Choice("dataset_name", "dataset", DATASETS.options(), "ring"),
             Slider("sigma", "noise level σ (α = √(1−σ²))", 0.0, 0.99, 0.3, step=0.01),
         ],
         compute=compute,

@@ -70,7 +70,8 @@ def closed_form_report(
     seed: int = 0,
     n_points: int = 64,
 ) -> pandas.DataFrame:
-    """The three checks for each 2-D mixture at one noise level, one row per mixture.
+    """The three checks for each 2-D mixture at one noise level, one row per mixture (indexed
+    by the mixtures' keys).
 
     Score against autograd on `n_points` noised samples; denoiser against Monte Carlo on the
     first 8 (as the largest |error| / standard error); mass of p_t on a window wide enough for
