@@ -21,6 +21,7 @@ from workbench.diffusion import (
     cfg,
     classifier_guidance,
     fk_smc,
+    guidance_study,
     sample,
     smc,
     svdd,
@@ -29,11 +30,18 @@ from workbench.diffusion.guidance import (
     GuidanceMethod,
     class_log_posterior_gradient,
     class_reward,
-    get_method,
 )
-from workbench.diffusion.guidance_study import Diverged, GuidanceStudy, identity_checks
+from workbench.diffusion.guidance_experiments import error_grid, sweep
+from workbench.diffusion.guidance_metrics import identity_checks
+from workbench.diffusion.guidance_study import Diverged, GuidanceStudy
+from workbench.diffusion.guidance_targets import (
+    boundary_component,
+    run_mode_weights,
+    target_mode_weights,
+)
 from workbench.diffusion.sampling import Grid
 from workbench.diffusion.schedules import EDMSchedule
+from workbench.memo import content_key
 from workbench.metrics import (
     class_precision,
     mean_class_posterior,
@@ -128,7 +136,7 @@ def test_tilted_target_refuses_bad_input():
 def test_guided_model_reduces_to_the_plain_model(name, scale, plain):
     """Scale 1 is conditional and scale 0 unconditional (autoguidance: the bad model), in the
     model's outputs and in the samples of a 10-step solve, to 1e-8."""
-    guided = get_method(name).model(PROBLEM, scale)
+    guided = GUIDANCE[name].model(PROBLEM, scale)
     model = PROBLEM.plain_model(plain)
     x = noise(256, 0)
     for t in TIMES:
@@ -222,15 +230,15 @@ def test_cfg_refuses_bad_input():
     with pytest.raises(ValueError, match="different schedules"):
         cfg(PROBLEM.model_c, edm, 2.0)
     with pytest.raises(ValueError, match="unknown guidance method 'pag'; choose from cfg"):
-        get_method("pag")
+        GUIDANCE["pag"]
     with pytest.raises(ValueError, match="fk_smc is a particle method"):
-        get_method("fk_smc").model(PROBLEM, 2.0)
+        GUIDANCE["fk_smc"].model(PROBLEM, 2.0)
 
 
 @pytest.mark.parametrize("name", list(GUIDANCE))
 def test_every_method_samples_finite_points_at_a_large_scale(name):
     x_T = float(SCHEDULE.sigma(SCHEDULE.t_max)) * noise(200, 7)
-    result = get_method(name).sample(PROBLEM, x_T, scale=7.5, solver="dpmpp_2m", steps=8)
+    result = GUIDANCE[name].sample(PROBLEM, x_T, scale=7.5, solver="dpmpp_2m", steps=8)
     assert result.x.shape == (200, 2) and torch.isfinite(result.x).all()
     assert class_precision(result.x, MIXTURE, LABEL) > 0.95
 
@@ -275,7 +283,7 @@ def test_autoguidance_sharpens_the_class_without_leaving_it():
     x_T = float(SCHEDULE.sigma(SCHEDULE.t_max)) * noise(2000, 12)
     spreads = [
         within_class_spread(
-            get_method("autoguidance").sample(PROBLEM, x_T, scale=w, steps=20).x, MIXTURE, LABEL
+            GUIDANCE["autoguidance"].sample(PROBLEM, x_T, scale=w, steps=20).x, MIXTURE, LABEL
         )
         for w in (1.0, 2.0, 4.0)
     ]
@@ -434,21 +442,24 @@ def test_a_diverging_solve_is_reported_and_the_sweep_keeps_going(monkeypatch):
 
         return DiffusionModel(fn, "data", problem.schedule, f"broken w={scale}")
 
-    monkeypatch.setitem(GUIDANCE, "broken", GuidanceMethod("broken", "test", build=broken))
+    # a registry has no removal: the test's entry goes in (and out) under the hood
+    method = GuidanceMethod("broken", "broken", "test", build=broken)
+    monkeypatch.setitem(GUIDANCE._entries, "broken", method)
+    monkeypatch.setitem(GUIDANCE._labels, "broken", "broken")
     study = GuidanceStudy(PROBLEM, n_samples=64, n_error=16)
     run = study.run("broken", 3.0, "ddim", 4)
     assert isinstance(run, Diverged) and "NaN or infinity" in run.message
-    sweep = study.sweep("broken", "ddim", 4, scales=(1.0, 3.0), distances=False)
-    assert math.isnan(sweep.loc[3.0, "precision"]) and sweep.loc[1.0, "precision"] > 0.9
+    frame = sweep(study, "broken", "ddim", 4, scales=(1.0, 3.0), distances=False)
+    assert math.isnan(frame.loc[3.0, "precision"]) and frame.loc[1.0, "precision"] > 0.9
     assert math.isnan(study.error("broken", 3.0, "ddim", 4))
 
 
 def test_study_errors_fall_with_nfe_and_v3_uses_its_own_statistics():
     study = GuidanceStudy(PROBLEM, n_samples=128, n_error=128, ems_lambdas=30, ems_samples=64)
-    grid = study.error_grid("cfg", "dpmpp_2m", scales=(1.0, 7.5), nfes=(5, 20, 50))
+    grid = error_grid(study, "cfg", "dpmpp_2m", scales=(1.0, 7.5), nfes=(5, 20, 50))
     assert grid.shape == (2, 3) and (grid.diff(axis=1).iloc[:, 1:] < 0).all().all()
     assert study.error("cfg", 7.5, "dpm_solver_v3", 20) < study.error("cfg", 7.5, "ddim", 20)
-    assert ("ems", "cfg", 7.5) in study._cache
+    assert (study.key, "cfg", 7.5) in guidance_study.STATISTICS
     with pytest.raises(ValueError, match="has no ODE solution"):
         study.error("fk_smc", 3.0, "ddim", 10)
 
@@ -493,9 +504,46 @@ def test_diffusers_agrees_on_the_cfg_model_and_on_dynamic_thresholding():
 def test_identity_checks_and_class_modes_of_the_study():
     assert identity_checks(PROBLEM).max() < 1e-10
     study = GuidanceStudy(PROBLEM, n_samples=400, n_error=16)
-    assert study.boundary_component == 0  # class 1's narrow component at (0.4, 0.6)
-    weights = study.mode_weights("cfg", 7.5, "dpmpp_2m", 20)
-    target = study.target_mode_weights("cfg", 7.5)
+    assert boundary_component(PROBLEM) == 0  # class 1's narrow component at (0.4, 0.6)
+    weights = run_mode_weights(study, "cfg", 7.5, "dpmpp_2m", 20)
+    target = target_mode_weights(study, "cfg", 7.5)
     assert float(weights.sum()) == pytest.approx(1.0) and float(target.sum()) == pytest.approx(1.0)
     # CFG at w = 7.5 empties the narrow component that the tilted target keeps
     assert float(weights[0]) < 0.02 and float(target[0]) > 0.2
+
+
+def test_guided_models_and_studies_key_memos_by_content():
+    a, b = GUIDANCE["cfg"].model(PROBLEM, 3.0), GUIDANCE["cfg"].model(PROBLEM, 3.0)
+    assert a is not b and content_key(a) == content_key(b) is not None
+    assert content_key(a) != content_key(GUIDANCE["cfg"].model(PROBLEM, 3.5))
+    assert content_key(a) != content_key(GUIDANCE["cfg_interval"].model(PROBLEM, 3.0))
+    first = GuidanceStudy(PROBLEM, n_samples=32, n_error=8)
+    second = GuidanceStudy(GuidanceProblem.two_class(), n_samples=32, n_error=8)
+    assert first.key == second.key != GuidanceStudy(PROBLEM, n_samples=32, n_error=8, seed=1).key
+    assert first.run("cfg", 2.0, "ddim", 3) is second.run("cfg", 2.0, "ddim", 3)
+
+
+def test_guidance_registry_labels_and_choices():
+    assert GUIDANCE.label("cfg") == "classifier-free guidance (CFG)"
+    assert set(GUIDANCE.options().values()) == set(GUIDANCE)
+    with pytest.raises(
+        ValueError, match="unknown target 'pag'; choose from guidance, autoguidance"
+    ):
+        PROBLEM.target("pag", 2.0)
+    with pytest.raises(ValueError, match="unknown form 'score'; choose from noise, data"):
+        classifier_guidance(MIXTURE, LABEL, SCHEDULE, 2.0, form="score")
+
+
+def test_v3_statistics_reach_the_solver_through_its_options(monkeypatch):
+    study = GuidanceStudy(PROBLEM, n_samples=32, n_error=8, ems_lambdas=10, ems_samples=16)
+    seen = []
+    original = GuidanceMethod.sample
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("solver_options"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GuidanceMethod, "sample", spy)
+    study.run("cfg", 2.5, "dpm_solver_v3", 4)
+    study.run("cfg", 2.5, "ddim", 4)
+    assert seen[0]["ems"] is study.ems("cfg", 2.5) and seen[1] is None

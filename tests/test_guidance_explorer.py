@@ -5,16 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from widgets.explorers.guidance_scales import METHOD_LABELS, guidance_explorer, study_for
+from widgets.explorers.guidance_scales import guidance_explorer
 from workbench.diffusion.guidance import GUIDANCE
-from workbench.diffusion.guidance_study import HEATMAP_SOLVERS
+from workbench.diffusion.guidance_study import HEATMAP_SOLVERS, GuidanceStudy
+from workbench.memo import memos
 
 SCALES, NFES = (1.0, 7.5), (5, 10)
 
 
 @pytest.fixture(scope="module")
-def explorer():
-    study = study_for(n_samples=200, seed=0, n_error=64, ems_lambdas=30, ems_samples=64)
+def study():
+    return GuidanceStudy.two_class(
+        n_samples=200, seed=0, n_error=64, ems_lambdas=30, ems_samples=64
+    )
+
+
+@pytest.fixture(scope="module")
+def explorer(study):
     return guidance_explorer(
         study, heatmap_scales=SCALES, heatmap_nfes=NFES, curve_scales=(0.0, 1.0, 7.5)
     )
@@ -26,7 +33,8 @@ def finite(values) -> bool:
 
 
 def test_every_method_draws_every_panel(explorer):
-    assert set(METHOD_LABELS.values()) == set(GUIDANCE)
+    choices = explorer.controls["method"].options
+    assert set(choices.values()) == set(GUIDANCE)
     for method in GUIDANCE:
         update = explorer.update(method=method, scale=7.5, steps=10, solver="dpmpp_2m")
         assert update.ok, update.error
@@ -48,13 +56,11 @@ def test_every_method_draws_every_panel(explorer):
         assert title.startswith("cfg + dpmpp_2m" if GUIDANCE[method].particle else method)
 
 
-def test_every_solver_and_the_scale_and_step_ends(explorer):
+def test_every_solver_and_the_scale_and_step_ends(explorer, study):
     for solver in HEATMAP_SOLVERS:
         update = explorer.update(method="cfg", solver=solver, scale=1.0, steps=5)
         assert update.ok, update.error
-        assert update.result.study.error("cfg", 1.0, solver, 5) == pytest.approx(
-            update.result.errors.loc[1.0, 5]
-        )
+        assert study.error("cfg", 1.0, solver, 5) == pytest.approx(update.result.errors.loc[1.0, 5])
     for scale, steps in ((0.0, 1), (15.0, 200), (2.5, 3)):
         update = explorer.update(solver="dpmpp_2m", scale=scale, steps=steps)
         assert update.ok, update.error
@@ -101,8 +107,8 @@ def test_unknown_control_names_are_refused(explorer):
 def test_revisits_select_from_the_cache(explorer):
     first = explorer.update(method="cfg", scale=7.5, steps=10, solver="dpmpp_2m").result
     explorer.update(scale=1.0)
-    entries = len(first.study._cache)
+    computed = sum(memo.misses for memo in memos())
     again = explorer.update(scale=7.5).result
-    assert len(again.study._cache) == entries  # nothing was computed again
-    assert again.study is first.study and again.errors.equals(first.errors)
-    assert np.array_equal(again.samples, first.samples)
+    assert sum(memo.misses for memo in memos()) == computed  # nothing was computed again
+    assert again.errors.equals(first.errors)
+    assert np.array_equal(again.panel.samples, first.panel.samples)

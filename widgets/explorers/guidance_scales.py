@@ -1,11 +1,11 @@
 """Notebook 02's explorer: guidance scale x method x solver x steps on an exact class-conditional
-mixture, against the exact tilted target p(x | c)^w p(x)^(1-w)."""
+mixture, against the exact tilted target p(x | c)^w p(x)^(1-w). The study and everything shown
+are computed in `workbench.diffusion` (`guidance_views`); this module holds the controls, the
+panels and the notebook's figures, which take those results."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -13,30 +13,23 @@ import pandas as pd
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, Slider
 from workbench.diffusion.guidance import GUIDANCE
+from workbench.diffusion.guidance_experiments import study_for
 from workbench.diffusion.guidance_study import (
     HEATMAP_NFES,
     HEATMAP_SCALES,
     HEATMAP_SOLVERS,
-    PLOT_HALF_WIDTH,
-    Diverged,
     GuidanceStudy,
     study_size,
 )
+from workbench.diffusion.guidance_targets import PLOT_HALF_WIDTH
+from workbench.diffusion.guidance_views import (
+    CURVE_SCALES,
+    GuidanceView,
+    SamplePanel,
+    guidance_view,
+)
 from workbench.diffusion.smc import ParticleResult
 
-METHOD_LABELS = {
-    "classifier-free guidance (CFG)": "cfg",
-    "CFG + guidance rescale (φ = 0.7)": "cfg_rescale",
-    "CFG + guidance interval": "cfg_interval",
-    "CFG + dynamic thresholding": "cfg_threshold",
-    "exact classifier guidance": "classifier",
-    "autoguidance (inflated-variance bad model)": "autoguidance",
-    "Feynman-Kac corrector SMC": "fk_smc",
-    "SVDD (best of 8 candidates)": "svdd",
-}
-# the precision-diversity curve: one solve per scale, so fewer points than the study's sweep
-CURVE_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0)
-N_SHOWN = 1500
 PANEL = 430
 LOG_DENSITY_DEPTH = 10.0
 METHOD_COLOR, TARGET_COLOR = "#e45756", "#4c78a8"
@@ -44,79 +37,26 @@ CLASS_ERROR_FLOOR = 1e-9
 ERROR_RANGE = (-3.5, 0.5)  # log10 colour range of the error heatmaps
 
 
-@dataclass(frozen=True)
-class GuidanceView:
-    study: GuidanceStudy
-    method: str
-    scale: float
-    solver: str  # the selected ODE solver (particle methods sample with their own SDE)
-    particle: bool
-    steps: int
-    samples: np.ndarray | None  # None when the solve diverged
-    diverged: str | None
-    metrics: dict[str, float]
-    target_metrics: dict[str, float]
-    density: tuple[np.ndarray, np.ndarray, np.ndarray]
-    curve: pd.DataFrame
-    target_curve: pd.DataFrame
-    errors: pd.DataFrame  # scale x NFE solver errors
-    errors_method: str  # whose errors: the method's, or CFG's for particle methods
-    smc: ParticleResult
-
-
-@lru_cache(maxsize=4)
-def study_for(
-    n_samples: int = 2000,
-    seed: int = 0,
-    n_error: int = 500,
-    ems_lambdas: int = 60,
-    ems_samples: int = 256,
-) -> GuidanceStudy:
-    """One study per setting, shared by the notebook and its explorer (same arguments, same
-    cached solves, references and DPM-Solver-v3 statistics)."""
-    return GuidanceStudy.two_class(
-        n_samples=n_samples,
-        n_error=min(n_error, n_samples),
-        seed=seed,
-        ems_lambdas=ems_lambdas,
-        ems_samples=ems_samples,
-    )
-
-
 def guidance_explorer(
-    study: GuidanceStudy | None = None,
+    study: GuidanceStudy,
     *,
     heatmap_scales=HEATMAP_SCALES,
     heatmap_nfes=HEATMAP_NFES,
     curve_scales=CURVE_SCALES,
 ) -> Explorer:
-    """The explorer over `study` (default: `study_for()`); the grids set what the error
-    heatmap and the precision-diversity curve cover."""
-    study = study or study_for()
+    """The explorer over `study`; the grids set what the error heatmap and the
+    precision-diversity curve cover."""
 
     def compute(scale: float, method: str, solver: str, steps: int) -> GuidanceView:
-        spec = GUIDANCE[method]
-        run = study.run(method, scale, solver, steps)
-        diverged = run.message if isinstance(run, Diverged) else None
-        errors_method = "cfg" if spec.particle else method
-        xs, ys, log_p = study.target_density(method, scale)
-        return GuidanceView(
-            study=study,
-            method=method,
-            scale=scale,
-            solver=solver,
-            particle=spec.particle,
-            steps=steps,
-            samples=None if diverged else run.x[:N_SHOWN].numpy(),
-            diverged=diverged,
-            metrics=study.metrics(method, scale, solver, steps),
-            target_metrics=study.target_metrics(method, scale),
-            density=(xs.numpy(), ys.numpy(), log_p.numpy()),
-            curve=study.sweep(method, solver, steps, curve_scales, distances=False),
-            target_curve=study.target_sweep(method, curve_scales, distances=False),
-            errors=study.error_grid(errors_method, solver, heatmap_scales, heatmap_nfes),
-            errors_method=errors_method,
-            smc=study.run("fk_smc", scale, solver, steps),
+        return guidance_view(
+            study,
+            method,
+            scale,
+            solver,
+            steps,
+            curve_scales=curve_scales,
+            heatmap_scales=heatmap_scales,
+            heatmap_nfes=heatmap_nfes,
         )
 
     return Explorer(
@@ -132,7 +72,7 @@ def guidance_explorer(
         ),
         controls=[
             Slider("scale", "guidance scale w", 0.0, 15.0, 3.0, step=0.5),
-            Choice("method", "guidance method", METHOD_LABELS, "cfg"),
+            Choice("method", "guidance method", GUIDANCE.options(), "cfg"),
             Choice("solver", "ODE solver", list(HEATMAP_SOLVERS), "dpmpp_2m"),
             Slider("steps", "solver steps (NFE)", 1, 200, 20, integer=True),
         ],
@@ -260,21 +200,21 @@ ESS_AXES = {
 
 # ---------------------------------------------------------------- the explorer's panels
 def _sample_traces(view: GuidanceView) -> list[dict]:
-    traces = [density_trace(view.density)]
-    if view.samples is not None:
+    traces = [density_trace(view.panel.density)]
+    if view.panel.samples is not None:
         traces.append(
             figures.points(
-                view.samples, name=view.method, color=METHOD_COLOR, size=2.5, opacity=0.5
+                view.panel.samples, name=view.method, color=METHOD_COLOR, size=2.5, opacity=0.5
             )
         )
     return traces
 
 
 def _sample_layout(view: GuidanceView) -> dict:
-    xs, ys, _ = view.density
+    xs, ys, _ = view.panel.density
     bounds = (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
-    if view.diverged:
-        text = f"{view.method}, w={view.scale:g}: diverged ({view.diverged[:60]})"
+    if view.panel.diverged:
+        text = f"{view.method}, w={view.scale:g}: diverged ({view.panel.diverged[:60]})"
     else:
         m, t = view.metrics, view.target_metrics
         spread = "n/a (no class samples)" if math.isnan(m["spread"]) else f"{m['spread']:.2f}"
@@ -287,13 +227,14 @@ def _sample_layout(view: GuidanceView) -> dict:
 
 
 def _tradeoff_traces(view: GuidanceView) -> list[dict]:
-    kind = GUIDANCE[view.method].target
-    target_name = "exact tilted target" if kind == "guidance" else "exact p_good^w p_bad^(1-w)"
+    target_name = {"guidance": "exact tilted target", "autoguidance": "exact p_good^w p_bad^(1-w)"}[
+        view.target
+    ]
     traces = [
         curve_trace(view.target_curve, target_name, TARGET_COLOR, "dot"),
         curve_trace(view.curve, view.method, METHOD_COLOR),
     ]
-    if not view.diverged:
+    if not view.panel.diverged:
         current = pd.DataFrame([view.metrics], index=[view.scale])
         traces.append(
             {
@@ -355,7 +296,7 @@ def _error_layout(view: GuidanceView) -> dict:
 
 
 def _ess_traces(view: GuidanceView) -> list[dict]:
-    return ess_traces(view.smc, view.study.problem.schedule)
+    return ess_traces(view.smc, view.schedule)
 
 
 def _ess_layout(view: GuidanceView) -> dict:
@@ -372,17 +313,17 @@ def _ess_layout(view: GuidanceView) -> dict:
 
 
 # ---------------------------------------------------------------- the notebook's figures
-def samples_figure(study: GuidanceStudy, method: str, scales, solver: str, steps: int):
-    """Samples over the tilted target's density, one square panel per scale."""
+def samples_figure(panels: list[SamplePanel], name: str):
+    """Samples over the tilted target's density, one square panel per scale
+    (`guidance_views.sample_panels`)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(1, len(scales), subplot_titles=[f"w = {w:g}" for w in scales])
-    for column, scale in enumerate(scales, start=1):
-        fig.add_trace(go.Heatmap(density_trace(study.target_density(method, scale))), 1, column)
-        run = study.run(method, scale, solver, steps)
-        if not isinstance(run, Diverged):
-            points = figures.points(run.x[:N_SHOWN], name=method, color=METHOD_COLOR, size=2)
+    fig = make_subplots(1, len(panels), subplot_titles=[f"w = {p.scale:g}" for p in panels])
+    for column, panel in enumerate(panels, start=1):
+        fig.add_trace(go.Heatmap(density_trace(panel.density)), 1, column)
+        if panel.samples is not None:
+            points = figures.points(panel.samples, name=name, color=METHOD_COLOR, size=2)
             fig.add_trace(go.Scattergl(points), 1, column)
         fig.update_xaxes(range=[-PLOT_HALF_WIDTH, PLOT_HALF_WIDTH], row=1, col=column)
         fig.update_yaxes(
@@ -391,7 +332,7 @@ def samples_figure(study: GuidanceStudy, method: str, scales, solver: str, steps
             row=1,
             col=column,
         )
-    fig.update_layout(height=300, width=260 * len(scales) + 40, showlegend=False)
+    fig.update_layout(height=300, width=260 * len(panels) + 40, showlegend=False)
     fig.update_layout(margin={"l": 30, "r": 10, "t": 40, "b": 30})
     return fig
 
@@ -445,14 +386,8 @@ def guidance_app(smoke: bool = False) -> Explorer:
     """Notebook 02's explorer on its own (the served app), at the notebook's full or SMOKE
     size: the same study settings, so the same cached solves and solver statistics."""
     size = study_size(smoke)
-    study = study_for(
-        n_samples=size.n_samples,
-        n_error=size.n_error,
-        ems_lambdas=size.ems_lambdas,
-        ems_samples=size.ems_samples,
-    )
     return guidance_explorer(
-        study,
+        study_for(size),
         heatmap_scales=size.heatmap_scales,
         heatmap_nfes=size.heatmap_nfes,
         curve_scales=size.compare_scales,

@@ -4,6 +4,9 @@ Each deterministic method wraps models into a new `DiffusionModel` that any solv
 samples; the particle methods (Feynman-Kac SMC, SVDD; in `smc.py`) are samplers returning a
 `ParticleResult`. `GUIDANCE[name].sample(problem, x_T, scale=..., solver=..., steps=...)` runs
 either kind the same way, so the explorer and the notebook never branch on the method.
+`GUIDANCE` is a `workbench.registry.Registry`: an unknown name lists the valid ones, and each
+method carries its display label. Every guided model carries a content key (method, scale,
+problem), so `workbench.memo` caches of solves, references and statistics key by it.
 
 - `cfg`: classifier-free guidance, out_u + w (out_c - out_u), in the noise or the data form.
   For a fixed schedule the two are the same model: x0 is affine in eps with coefficients shared
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
@@ -42,10 +45,12 @@ from workbench.diffusion import smc
 from workbench.diffusion.models import DiffusionModel, convert
 from workbench.diffusion.sampling import SampleResult, sample
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule, VPSchedule
+from workbench.registry import Registry, check_choice
 from workbench.toy.mixture import GaussianMixture
 from workbench.toy.tilted import TiltedTarget, inflated
 
 FORMS = ("noise", "data")
+TARGETS = ("guidance", "autoguidance")  # the tilted targets a method aims at
 # Kynkäänniemi et al.'s interval for EDM2 on ImageNet-512 in EDM's sigma (= sigma / alpha),
 # whose data also have unit-order scale: guidance off at the highest and lowest noise levels.
 DEFAULT_INTERVAL = (0.28, 5.42)
@@ -102,8 +107,7 @@ def cfg(
     """Classifier-free guidance out_u + scale (out_c - out_u) as a model (see the module)."""
     schedule = _shared_schedule(model_c, model_u)
     _check_scale(scale)
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
+    check_choice("form", form, FORMS)
     if not 0.0 <= rescale <= 1.0:
         raise ValueError(f"rescale (phi) must be in [0, 1], got {rescale}")
     if interval is not None and not 0 <= interval[0] < interval[1]:
@@ -181,8 +185,7 @@ def classifier_guidance(
 ) -> DiffusionModel:
     """Exact classifier guidance: score_u + scale grad log p(c | x_t), as noise or data."""
     _check_scale(scale)
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
+    check_choice("form", form, FORMS)
     mixture.condition(label)  # a clear error for an unknown label
 
     def fn(x, t):
@@ -219,7 +222,7 @@ def class_reward(mixture: GaussianMixture, label: int) -> Callable[[torch.Tensor
 @dataclass(eq=False)
 class GuidanceProblem:
     """A class-conditional mixture, the class to sample and the schedule: every model and
-    exact target the guidance methods need (built once; their identities key the caches)."""
+    exact target the guidance methods need (built once; their content keys the caches)."""
 
     mixture: GaussianMixture
     label: int
@@ -232,6 +235,10 @@ class GuidanceProblem:
     @classmethod
     def two_class(cls, label: int = 1) -> GuidanceProblem:
         return cls(GaussianMixture.two_class(), label, VPSchedule.linear_ddpm())
+
+    def content_key(self):
+        """What defines the problem (it keys workbench.memo entries of its guided models)."""
+        return ("GuidanceProblem", self.mixture, self.label, self.schedule, self.bad_factor)
 
     @cached_property
     def model_c(self) -> DiffusionModel:
@@ -251,11 +258,9 @@ class GuidanceProblem:
         return DynamicThreshold(data_range(self.mixture))
 
     def target(self, kind: str, scale: float) -> TiltedTarget:
-        if kind == "guidance":
+        if check_choice("target", kind, TARGETS) == "guidance":
             return TiltedTarget.guidance(self.mixture, self.label, scale)
-        if kind == "autoguidance":
-            return TiltedTarget.autoguidance(self.mixture, self.label, scale, self.bad_factor)
-        raise ValueError(f"unknown target {kind!r}; choose from guidance, autoguidance")
+        return TiltedTarget.autoguidance(self.mixture, self.label, scale, self.bad_factor)
 
     def plain_model(self, which: str) -> DiffusionModel:
         """The unguided model a method reduces to at some scale (see GuidanceMethod)."""
@@ -274,6 +279,7 @@ class GuidanceMethod:
     """
 
     name: str
+    label: str  # what the explorer's dropdown shows
     description: str
     target: str = "guidance"
     reduces_to: Mapping[float, str] = field(default_factory=dict)
@@ -285,9 +291,11 @@ class GuidanceMethod:
         return self.run is not None
 
     def model(self, problem: GuidanceProblem, scale: float) -> DiffusionModel:
+        """The guided model at `scale`, content-keyed by (method, scale, problem)."""
         if self.build is None:
             raise ValueError(f"{self.name} is a particle method: it has no single guided model")
-        return self.build(problem, float(scale))
+        content = ("guidance", self.name, float(scale), problem.content_key())
+        return replace(self.build(problem, float(scale)), content=content)
 
     def sample(
         self,
@@ -333,65 +341,71 @@ def _run_svdd(problem: GuidanceProblem, x_T, scale, steps, seed) -> smc.Particle
     return smc.svdd(base, x_T, reward=reward, candidates=DEFAULT_CANDIDATES, steps=steps, seed=seed)
 
 
-GUIDANCE: dict[str, GuidanceMethod] = {
-    method.name: method
-    for method in (
-        GuidanceMethod(
-            "cfg",
-            "classifier-free guidance eps_u + w (eps_c - eps_u)",
-            reduces_to={0.0: "unconditional", 1.0: "conditional"},
-            build=_cfg_builder(),
+GUIDANCE: Registry[GuidanceMethod] = Registry("guidance method")
+for _method in (
+    GuidanceMethod(
+        "cfg",
+        "classifier-free guidance (CFG)",
+        "classifier-free guidance eps_u + w (eps_c - eps_u)",
+        reduces_to={0.0: "unconditional", 1.0: "conditional"},
+        build=_cfg_builder(),
+    ),
+    GuidanceMethod(
+        "cfg_rescale",
+        f"CFG + guidance rescale (φ = {DEFAULT_RESCALE})",
+        f"CFG with guidance rescale phi = {DEFAULT_RESCALE} (Lin et al. 2023)",
+        reduces_to={1.0: "conditional"},
+        build=_cfg_builder(rescale=DEFAULT_RESCALE, form="data"),
+    ),
+    GuidanceMethod(
+        "cfg_interval",
+        "CFG + guidance interval",
+        "CFG only for sigma/alpha in (0.28, 5.42] (Kynkäänniemi et al. 2024)",
+        reduces_to={1.0: "conditional"},
+        build=_cfg_builder(interval=DEFAULT_INTERVAL),
+    ),
+    GuidanceMethod(
+        "cfg_threshold",
+        "CFG + dynamic thresholding",
+        "CFG with dynamic thresholding of x0 to the data range (Imagen)",
+        build=_cfg_builder(threshold=True),
+    ),
+    GuidanceMethod(
+        "classifier",
+        "exact classifier guidance",
+        "exact classifier guidance: score_u + w grad log p(c | x_t)",
+        reduces_to={0.0: "unconditional", 1.0: "conditional"},
+        build=lambda problem, scale: classifier_guidance(
+            problem.mixture, problem.label, problem.schedule, scale
         ),
-        GuidanceMethod(
-            "cfg_rescale",
-            f"CFG with guidance rescale phi = {DEFAULT_RESCALE} (Lin et al. 2023)",
-            reduces_to={1.0: "conditional"},
-            build=_cfg_builder(rescale=DEFAULT_RESCALE, form="data"),
-        ),
-        GuidanceMethod(
-            "cfg_interval",
-            "CFG only for sigma/alpha in (0.28, 5.42] (Kynkäänniemi et al. 2024)",
-            reduces_to={1.0: "conditional"},
-            build=_cfg_builder(interval=DEFAULT_INTERVAL),
-        ),
-        GuidanceMethod(
-            "cfg_threshold",
-            "CFG with dynamic thresholding of x0 to the data range (Imagen)",
-            build=_cfg_builder(threshold=True),
-        ),
-        GuidanceMethod(
-            "classifier",
-            "exact classifier guidance: score_u + w grad log p(c | x_t)",
-            reduces_to={0.0: "unconditional", 1.0: "conditional"},
-            build=lambda problem, scale: classifier_guidance(
-                problem.mixture, problem.label, problem.schedule, scale
-            ),
-        ),
-        GuidanceMethod(
-            "autoguidance",
-            "D_bad + w (D_good - D_bad), bad = inflated variance (Karras et al. 2024)",
-            target="autoguidance",
-            reduces_to={0.0: "bad", 1.0: "conditional"},
-            build=lambda problem, scale: autoguidance(problem.model_c, problem.model_bad, scale),
-        ),
-        GuidanceMethod(
-            "fk_smc",
-            "Feynman-Kac corrector SMC on the CFG reverse SDE (Skreta et al. 2025)",
-            run=_run_fk_smc,
-        ),
-        GuidanceMethod(
-            "svdd",
-            f"SVDD: best of M = {DEFAULT_CANDIDATES} SDE draws by class reward (Li et al. 2024)",
-            run=_run_svdd,
-        ),
-    )
-}
+    ),
+    GuidanceMethod(
+        "autoguidance",
+        "autoguidance (inflated-variance bad model)",
+        "D_bad + w (D_good - D_bad), bad = inflated variance (Karras et al. 2024)",
+        target="autoguidance",
+        reduces_to={0.0: "bad", 1.0: "conditional"},
+        build=lambda problem, scale: autoguidance(problem.model_c, problem.model_bad, scale),
+    ),
+    GuidanceMethod(
+        "fk_smc",
+        "Feynman-Kac corrector SMC",
+        "Feynman-Kac corrector SMC on the CFG reverse SDE (Skreta et al. 2025)",
+        run=_run_fk_smc,
+    ),
+    GuidanceMethod(
+        "svdd",
+        f"SVDD (best of {DEFAULT_CANDIDATES} candidates)",
+        f"SVDD: best of M = {DEFAULT_CANDIDATES} SDE draws by class reward (Li et al. 2024)",
+        run=_run_svdd,
+    ),
+):
+    GUIDANCE.add(_method.name, _method, label=_method.label)
 
 
-def get_method(name: str) -> GuidanceMethod:
-    if name not in GUIDANCE:
-        raise ValueError(f"unknown guidance method {name!r}; choose from {', '.join(GUIDANCE)}")
-    return GUIDANCE[name]
+def method_names(particle: bool | None = None) -> list[str]:
+    """Registered guidance methods (only particle or only model methods if asked)."""
+    return [n for n, m in GUIDANCE.items() if particle is None or m.particle == particle]
 
 
 # ------------------------------------------------------------------ checks

@@ -1,14 +1,15 @@
-"""A guidance study on one class-conditional mixture: cached guided solves, exact targets, metrics.
+"""A guidance study on one class-conditional mixture: its settings and sizes, and its solves.
 
-Notebook 02 and its explorer select from what this computes. Every guided model is built once
-per (method, scale), so its identity keys the reference-solution and DPM-Solver-v3 caches;
-every solve, exact reference, target sample set and metric is cached by its settings.
+Notebook 02 and its explorer select from what this and its sibling modules compute:
+`guidance_targets` (exact tilted targets and the class's modes), `guidance_metrics`
+(precision, diversity, distances to the target, exact identities), `guidance_experiments`
+(the sweeps and tables the notebook runs) and `guidance_report` (its sentences).
 
-Two kinds of error are measured. Solver error: the mean L2 distance of a solver's samples from
-the exact solution of the same guided probability-flow ODE from the same noise (DOP853).
-Target distance: sliced Wasserstein and MMD between the samples and exact draws of the tilted
-target p(x | c)^w p(x)^(1-w) (autoguidance: p_good^w p_bad^(1-w)); that one asks whether the
-guided ODE samples what guidance is meant to sample, whatever the solver.
+Solver error is measured here: the mean L2 distance of a solver's samples from the exact
+solution of the same guided probability-flow ODE from the same noise (DOP853). Every guided
+model, solve, exact reference, DPM-Solver-v3 statistics and error is cached through
+`workbench.memo`, keyed by content: the study's settings (problem, sizes, seed) and the
+arguments, so two studies with the same settings share every entry.
 """
 
 from __future__ import annotations
@@ -16,37 +17,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import pandas as pd
 import torch
 
 from workbench.diffusion import dpm_solver_v3 as v3
-from workbench.diffusion.guidance import (
-    GUIDANCE,
-    GuidanceProblem,
-    cfg,
-    class_reward,
-    get_method,
-)
+from workbench.diffusion.guidance import GUIDANCE, GuidanceProblem
 from workbench.diffusion.models import DiffusionModel
 from workbench.diffusion.sampling import (
     SOLVERS,
     ModelOutputError,
     SampleResult,
+    prior_noise,
     reference_solution,
-    sample,
 )
-from workbench.diffusion.schedules import DTYPE
-from workbench.diffusion.smc import ParticleResult, fk_smc, sde_sample, svdd
-from workbench.metrics import (
-    class_precision,
-    mean_class_posterior,
-    mean_l2_error,
-    mmd,
-    mode_weights,
-    sliced_wasserstein,
-    within_class_spread,
-)
-from workbench.toy.tilted import TiltedTarget
+from workbench.memo import Memo, content_key
+from workbench.metrics import mean_l2_error
 
 SWEEP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.5, 10.0, 12.5, 15.0)
 HEATMAP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0)
@@ -68,16 +52,26 @@ class StudySize:
     compare_scales: tuple[float, ...]  # methods compared (and the explorer's curves)
     heatmap_scales: tuple[float, ...]
     heatmap_nfes: tuple[int, ...]
+    particles: int  # particles per Feynman-Kac SMC run
+    particle_steps: int  # reverse-SDE steps of the particle samplers
+    smc_seeds: tuple[int, ...]
+    svdd_candidates: tuple[int, ...]
+    shown_scales: tuple[float, ...]  # the scales whose samples the notebook draws
+    normalizer_draws: int  # Monte Carlo draws checking the target's grid normalizer
 
 
-def study_size(smoke: bool, n_samples: int = 2000) -> StudySize:
-    """SMOKE: seconds, every code path; full: the notebook's measurements."""
+def study_size(
+    smoke: bool, n_samples: int = 2000, particles: int = 4000, particle_steps: int = 100
+) -> StudySize:
+    """SMOKE: seconds, every code path; full: the notebook's measurements (the notebook's
+    parameters set the full mode's samples, particles and particle steps)."""
     if smoke:
         return StudySize(500, 64, 20, 64, (0.0, 1.0, 3.0, 7.5), (0.0, 1.0, 3.0, 7.5), (1.0, 7.5),
-                         (5, 10, 20))  # fmt: skip
+                         (5, 10, 20), 1000, 50, (0,), (1, 4), (1.0, 7.5), 50_000)  # fmt: skip
     return StudySize(
-        n_samples, 300, 60, 256, SWEEP_SCALES, COMPARE_SCALES, HEATMAP_SCALES, HEATMAP_NFES
-    )
+        n_samples, 300, 60, 256, SWEEP_SCALES, COMPARE_SCALES, HEATMAP_SCALES, HEATMAP_NFES,
+        particles, particle_steps, (0, 1, 2), (1, 2, 4, 8, 16), (1.0, 3.0, 7.5, 15.0), 200_000,
+    )  # fmt: skip
 
 
 # DOP853's tolerance for the exact solution. Dynamic thresholding has kinks (where the clipped
@@ -88,10 +82,6 @@ DEFAULT_TOLERANCE = 1e-11
 # DPM-Solver-v3's statistics are averages over the model's own samples: these need no more
 # accuracy than this (v3's own default draws them at 1e-9)
 EMS_SAMPLE_TOLERANCE = 1e-7
-MMD_POINTS = 500  # MMD on this many of each sample set (O(N^2)); sliced W uses all
-PLOT_HALF_WIDTH = 3.5  # the window holds CFG's overshoot at w = 15
-NORMALIZER_HALF_WIDTH = 7.0  # the tilted density's numerical normalizer integrates over this
-
 
 # A guided solve has diverged when its samples hold NaN/inf or leave the data far behind:
 # beyond DIVERGED_ABOVE times the data's radius (`data_radius`; 3.8 for the two-class problem).
@@ -99,6 +89,24 @@ NORMALIZER_HALF_WIDTH = 7.0  # the tilted density's numerical normalizer integra
 # DPM-Solver-3), poor as they are, within 600; at w = 1e6 CFG's ODE flings samples to
 # |x| ~ 1e4-1e5, whose distances to the target would otherwise be reported as numbers.
 DIVERGED_ABOVE = 1000.0
+
+# the full notebook makes ~150 solves of 2,000 points (32 kB each) and ~600 errors
+MODELS = Memo("guided models", maxsize=512)
+SOLVES = Memo("guided solves", maxsize=1024)
+STATISTICS = Memo("guided DPM-Solver-v3 statistics", maxsize=128)
+REFERENCES = Memo("guided reference solutions", maxsize=256)
+ERRORS = Memo("guided solver errors", maxsize=4096)
+
+
+class _Unkeyed:
+    """The key of a study whose problem has no content identity (e.g. a schedule built from
+    arbitrary callables): its memo entries are computed, never stored."""
+
+    def content_key(self):
+        return None
+
+
+_UNKEYED = _Unkeyed()
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,7 @@ def divergence(x: torch.Tensor, radius: float) -> str | None:
 
 @dataclass
 class GuidanceStudy:
-    """Guidance methods on `problem` from fixed noise x_T ~ N(0, sigma(t_max)^2 I)."""
+    """Guided solves of `problem` from fixed noise x_T ~ N(0, sigma(t_max)^2 I)."""
 
     problem: GuidanceProblem
     n_samples: int = 2000
@@ -141,45 +149,45 @@ class GuidanceStudy:
     ems_lambdas: int = 60  # DPM-Solver-v3's statistics per guided model (lambda points ...)
     ems_samples: int = 256  # ... and samples; v3's own defaults, 200 and 1024, cost ~4x
     x_T: torch.Tensor = field(init=False)
-    _cache: dict = field(init=False, default_factory=dict, repr=False)
+    key: object = field(init=False, repr=False)  # the settings' content key: prefixes memo keys
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_error <= self.n_samples:
             raise ValueError(f"need 2 <= n_error <= n_samples, got {self.n_error}")
         self.n_target = self.n_target or self.n_samples
-        schedule = self.problem.schedule
-        generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(
-            self.n_samples, self.problem.mixture.dim, generator=generator, dtype=DTYPE
-        )
-        self.x_T = float(schedule.sigma(schedule.t_max)) * noise
+        dim = self.problem.mixture.dim
+        self.x_T = prior_noise(self.problem.schedule, self.n_samples, dim, self.seed)
+        settings = (self.problem, self.n_samples, self.n_error, self.n_target, self.seed,
+                    self.ems_lambdas, self.ems_samples)  # fmt: skip
+        self.key = content_key(*settings) or _UNKEYED
 
     @classmethod
     def two_class(cls, **options) -> GuidanceStudy:
         return cls(GuidanceProblem.two_class(), **options)
 
-    def _cached(self, key: tuple, compute):
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
-    # ---------------------------------------------------------------- models and solves
     def model(self, method: str, scale: float) -> DiffusionModel:
-        spec = get_method(method)
-        return self._cached(
-            ("model", method, float(scale)), lambda: spec.model(self.problem, scale)
+        return MODELS.get(
+            (self.problem, method, float(scale)),
+            lambda: GUIDANCE[method].model(self.problem, scale),
         )
+
+    def solver_of(self, method: str, solver: str) -> str:
+        """The sampler a run uses: particle methods step their own SDE, whatever `solver`."""
+        return method if GUIDANCE[method].particle else solver
 
     def run(self, method: str, scale: float, solver: str, steps: int) -> SampleResult | Diverged:
         """Guided samples from x_T (particle methods ignore `solver`)."""
-        solver = method if get_method(method).particle else solver
-        return self._cached(
-            ("run", method, float(scale), solver, int(steps)),
+        solver = self.solver_of(method, solver)
+        return SOLVES.get(
+            self._run_key(method, scale, solver, steps),
             lambda: self._solve(method, scale, solver, steps, self.x_T),
         )
 
+    def _run_key(self, method: str, scale: float, solver: str, steps: int) -> tuple:
+        return (self.key, method, float(scale), solver, int(steps))
+
     def _solve(self, method, scale, solver, steps, x_T) -> SampleResult | Diverged:
-        spec = get_method(method)
+        spec = GUIDANCE[method]
         model = None if spec.particle else self.model(method, scale)
         # a solver that takes model statistics (DPM-Solver-v3) gets this guided model's own
         takes_ems = not spec.particle and solver in SOLVERS and "ems" in SOLVERS[solver].options
@@ -205,26 +213,22 @@ class GuidanceStudy:
 
         def compute():
             model = self.model(method, scale)
-            generator = torch.Generator().manual_seed(self.seed + 7)
             schedule = self.problem.schedule
-            prior = float(schedule.sigma(schedule.t_max)) * torch.randn(
-                self.ems_samples, self.problem.mixture.dim, generator=generator, dtype=DTYPE
-            )
             # the model's own endpoints, as v3 does by default (independent of x_T)
+            prior = prior_noise(schedule, self.ems_samples, self.problem.mixture.dim, self.seed + 7)
             tolerance = EMS_SAMPLE_TOLERANCE
             data = reference_solution(model, prior, rtol=tolerance, atol=tolerance)
             lambdas = v3.default_stat_lambdas(schedule, self.ems_lambdas)
             return v3.compute_ems(model, data=data, lambdas=lambdas)
 
-        return self._cached(("ems", method, float(scale)), compute)
+        return STATISTICS.get((self.key, method, float(scale)), compute)
 
-    # ---------------------------------------------------------------- solver error
     def reference(self, method: str, scale: float) -> torch.Tensor:
         """The exact guided ODE solution from x_T[:n_error]."""
-        tolerance = self._tolerance(method)
+        tolerance = REFERENCE_TOLERANCE.get(method, DEFAULT_TOLERANCE)
         model = self.model(method, scale)
-        return self._cached(
-            ("reference", method, float(scale)),
+        return REFERENCES.get(
+            (self.key, method, float(scale)),
             lambda: reference_solution(
                 model, self.x_T[: self.n_error], rtol=tolerance, atol=tolerance
             ),
@@ -232,285 +236,18 @@ class GuidanceStudy:
 
     def error(self, method: str, scale: float, solver: str, steps: int) -> float:
         """Mean L2 distance to the exact solution; NaN for a diverged solve."""
-        if get_method(method).particle:
+        if GUIDANCE[method].particle:
             raise ValueError(f"{method} samples an SDE with weights: it has no ODE solution")
+        key = self._run_key(method, scale, solver, steps)
 
         def compute():
             # the first n_error starting points only, unless the full solve is cached anyway
-            key = ("run", method, float(scale), solver, int(steps))
-            result = self._cache.get(key) or self._solve(
-                method, scale, solver, steps, self.x_T[: self.n_error]
-            )
+            if key in SOLVES:
+                result = self.run(method, scale, solver, steps)
+            else:
+                result = self._solve(method, scale, solver, steps, self.x_T[: self.n_error])
             if isinstance(result, Diverged):
                 return math.nan
             return mean_l2_error(result.x[: self.n_error], self.reference(method, scale))
 
-        return self._cached(("error", method, float(scale), solver, int(steps)), compute)
-
-    def error_grid(
-        self, method: str, solver: str, scales=HEATMAP_SCALES, nfes=HEATMAP_NFES, progress=None
-    ) -> pd.DataFrame:
-        """Solver error over scale (rows) x NFE (columns); steps = NFE (one call per step)."""
-        rows = {}
-        for scale in _progress(scales, progress, f"{method} / {solver}"):
-            rows[scale] = {nfe: self.error(method, scale, solver, nfe) for nfe in nfes}
-        frame = pd.DataFrame(rows).T
-        frame.index.name, frame.columns.name = "scale", "NFE"
-        return frame
-
-    def _tolerance(self, method: str) -> float:
-        return REFERENCE_TOLERANCE.get(method, DEFAULT_TOLERANCE)
-
-    # ---------------------------------------------------------------- exact targets
-    def target(self, method: str, scale: float) -> TiltedTarget:
-        return self.problem.target(get_method(method).target, scale)
-
-    def target_samples(self, method: str, scale: float, replica: int = 0) -> torch.Tensor:
-        """Exact draws of the method's tilted target (replica > 0: independent sets)."""
-        kind = get_method(method).target
-        return self._cached(
-            ("target", kind, float(scale), replica),
-            lambda: self.target(method, scale).sample(
-                self.n_target, seed=self.seed + 100 + replica
-            ),
-        )
-
-    def target_density(self, method: str, scale: float, n: int = 150):
-        """(xs, ys, log p_w) over the plotting window, normalized over a wider one."""
-        kind = get_method(method).target
-        half = PLOT_HALF_WIDTH
-
-        def compute():
-            wide = (-NORMALIZER_HALF_WIDTH, NORMALIZER_HALF_WIDTH) * 2
-            return self.target(method, scale).density_grid(
-                (-half, half, -half, half), n, normalizer_bounds=wide, normalizer_n=300
-            )
-
-        return self._cached(("density", kind, float(scale), n), compute)
-
-    # ---------------------------------------------------------------- metrics
-    def metrics(self, method: str, scale: float, solver: str, steps: int) -> dict[str, float]:
-        """Precision, diversity and distance to the exact tilted target of one run."""
-
-        def compute():
-            result = self.run(method, scale, solver, steps)
-            if isinstance(result, Diverged):
-                return dict.fromkeys(METRIC_NAMES, math.nan)
-            return self._sample_metrics(result.x, method, scale)
-
-        solver = method if get_method(method).particle else solver
-        return self._cached(("metrics", method, float(scale), solver, int(steps)), compute)
-
-    def target_metrics(self, method: str, scale: float) -> dict[str, float]:
-        """The same metrics for exact target draws (an independent set: the noise floor of the
-        distances at these sample sizes)."""
-        kind = get_method(method).target
-        return self._cached(
-            ("target metrics", kind, float(scale)),
-            lambda: self._sample_metrics(
-                self.target_samples(method, scale, replica=1)[: self.n_samples], method, scale
-            ),
-        )
-
-    def class_metrics(self, method: str, scale: float, solver: str, steps: int):
-        """Only precision, mean posterior and spread (cheap: no distances to the target)."""
-        solver = method if get_method(method).particle else solver
-
-        def compute():
-            result = self.run(method, scale, solver, steps)
-            x = None if isinstance(result, Diverged) else result.x
-            return self._class_metrics(x)
-
-        return self._cached(("class metrics", method, float(scale), solver, int(steps)), compute)
-
-    def _class_metrics(self, x: torch.Tensor | None) -> dict[str, float]:
-        if x is None or not torch.isfinite(x).all():
-            return dict.fromkeys(METRIC_NAMES[:3], math.nan)
-        mixture, label = self.problem.mixture, self.problem.label
-        precision = class_precision(x, mixture, label)
-        # a collapsed solve (1 step from pure noise) can put fewer than 2 samples in the class:
-        # no spread to measure, reported as NaN ("n/a" in the explorer)
-        members = precision * len(x)
-        return {
-            "precision": precision,
-            "mean posterior": mean_class_posterior(x, mixture, label),
-            "spread": within_class_spread(x, mixture, label) if members >= 2 else math.nan,
-        }
-
-    def _sample_metrics(self, x: torch.Tensor, method: str, scale: float) -> dict[str, float]:
-        if not torch.isfinite(x).all():
-            return dict.fromkeys(METRIC_NAMES, math.nan)
-        target = self.target_samples(method, scale)[: len(x)]  # equal sizes: a faster SW
-        return {
-            **self._class_metrics(x),
-            "sliced W": sliced_wasserstein(x, target),
-            "MMD": mmd(x[:MMD_POINTS], target[:MMD_POINTS]),
-        }
-
-    def sweep(
-        self,
-        method: str,
-        solver: str,
-        steps: int,
-        scales=SWEEP_SCALES,
-        *,
-        distances: bool = True,
-        progress=None,
-    ) -> pd.DataFrame:
-        """metrics() at each scale, one row per scale (class metrics only unless `distances`:
-        the distances to the target cost ~0.1 s per scale, the class metrics ~5 ms)."""
-        measure = self.metrics if distances else self.class_metrics
-        rows = {
-            scale: measure(method, scale, solver, steps)
-            for scale in _progress(scales, progress, method)
-        }
-        frame = pd.DataFrame(rows).T
-        frame.index.name = "scale"
-        return frame
-
-    def target_sweep(self, method: str, scales=SWEEP_SCALES, distances: bool = True):
-        """The exact target's metrics per scale (class metrics only unless `distances`)."""
-        if distances:
-            rows = {scale: self.target_metrics(method, scale) for scale in scales}
-        else:
-            rows = {
-                scale: self._cached(
-                    ("target class metrics", get_method(method).target, float(scale)),
-                    lambda scale=scale: self._class_metrics(
-                        self.target_samples(method, scale, replica=1)
-                    ),
-                )
-                for scale in scales
-            }
-        frame = pd.DataFrame(rows).T
-        frame.index.name = "scale"
-        return frame
-
-    # ---------------------------------------------------------------- modes of the class
-    def mode_weights(self, method: str, scale: float, solver: str, steps: int) -> torch.Tensor:
-        """Fraction of the class's samples in each of the class's components (clean
-        responsibility argmax), ordered as the class's components; NaN if diverged."""
-        run = self.run(method, scale, solver, steps)
-        if isinstance(run, Diverged):
-            return torch.full((len(self._class_components),), math.nan, dtype=DTYPE)
-        return self._class_mode_weights(run.x)
-
-    def target_mode_weights(self, method: str, scale: float) -> torch.Tensor:
-        return self._class_mode_weights(self.target_samples(method, scale, replica=1))
-
-    @property
-    def boundary_component(self) -> int:
-        """Position, among the class's components, of the one nearest another class's."""
-        mixture = self.problem.mixture
-        others = mixture.means[mixture.labels != self.problem.label]
-        ours = mixture.means[self._class_components]
-        return int(torch.cdist(ours, others).min(1).values.argmin())
-
-    @property
-    def _class_components(self) -> torch.Tensor:
-        return torch.nonzero(self.problem.mixture.labels == self.problem.label).flatten()
-
-    def _class_mode_weights(self, x: torch.Tensor) -> torch.Tensor:
-        fractions = mode_weights(x, self.problem.mixture)[self._class_components]
-        return fractions / fractions.sum()
-
-    # ---------------------------------------------------------------- particle methods
-    def smc_comparison(
-        self, scale: float, particles: int, steps: int, seeds, progress=None
-    ) -> tuple[pd.DataFrame, dict[int, ParticleResult]]:
-        """Sliced W to exact target draws of FK-SMC, the CFG reverse SDE (the same particles
-        without weights) and the CFG ODE (DPM-Solver++(2M), 50 steps), each from the same
-        `particles` noise draws per seed; and of an independent exact set (the floor)."""
-        problem, rows, results = self.problem, {}, {}
-        model = self.model("cfg", scale)
-        target = self.target("cfg", scale)
-        for seed in _progress(seeds, progress, f"FK-SMC w={scale:g}"):
-            generator = torch.Generator().manual_seed(1000 + seed)
-            schedule = problem.schedule
-            x_T = float(schedule.sigma(schedule.t_max)) * torch.randn(
-                particles, problem.mixture.dim, generator=generator, dtype=DTYPE
-            )
-            exact = target.sample(particles, seed=2000 + seed)
-            result = fk_smc(
-                problem.model_c, problem.model_u, x_T, scale=scale, steps=steps, seed=seed
-            )
-            results[seed] = result
-            rows[seed] = {
-                "FK-SMC": sliced_wasserstein(result.x, exact),
-                "CFG SDE": sliced_wasserstein(
-                    sde_sample(model, x_T, steps=steps, seed=seed).x, exact
-                ),
-                "CFG ODE": sliced_wasserstein(
-                    sample(model, x_T, solver="dpmpp_2m", steps=50).x, exact
-                ),
-                "exact draws": sliced_wasserstein(
-                    target.sample(particles, seed=3000 + seed), exact
-                ),
-                "min ESS": float(result.ess.min()),
-                "resamplings": int(result.resampled.sum()),
-            }
-        frame = pd.DataFrame(rows).T
-        frame.index.name = "seed"
-        return frame, results
-
-    def svdd_precisions(self, scale: float, candidates, steps: int) -> pd.DataFrame:
-        """Class precision and mean posterior of SVDD from CFG at `scale` (0: the unconditional
-        model, 1: the conditional one) with M candidates per step."""
-        problem = self.problem
-        model = self.model("cfg", scale)
-        reward = class_reward(problem.mixture, problem.label)
-        rows = {}
-        for m in candidates:
-            result = svdd(model, self.x_T, reward=reward, candidates=m, steps=steps, seed=self.seed)
-            rows[m] = {
-                "precision": class_precision(result.x, problem.mixture, problem.label),
-                "mean posterior": mean_class_posterior(result.x, problem.mixture, problem.label),
-                "NFE per sample": result.nfe,
-            }
-        frame = pd.DataFrame(rows).T
-        frame.index.name = "candidates M"
-        return frame
-
-
-def identity_checks(problem: GuidanceProblem, n: int = 256, seed: int = 0) -> pd.Series:
-    """Max relative difference of noise predictions over points and times for the exact
-    identities of the guided models: each should be at round-off."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, problem.mixture.dim, generator=generator, dtype=DTYPE)
-    times = torch.linspace(problem.schedule.t_min, problem.schedule.t_max, 9, dtype=DTYPE)
-    pairs = {
-        "CFG w=1 vs conditional": (GUIDANCE["cfg"].model(problem, 1.0), problem.model_c),
-        "CFG w=0 vs unconditional": (GUIDANCE["cfg"].model(problem, 0.0), problem.model_u),
-        "CFG data vs noise form, w=7.5": (
-            cfg(problem.model_c, problem.model_u, 7.5, form="data"),
-            cfg(problem.model_c, problem.model_u, 7.5, form="noise"),
-        ),
-        "classifier guidance vs CFG, w=7.5": (
-            GUIDANCE["classifier"].model(problem, 7.5),
-            GUIDANCE["cfg"].model(problem, 7.5),
-        ),
-        "autoguidance w=0 vs bad model": (
-            GUIDANCE["autoguidance"].model(problem, 0.0),
-            problem.model_bad,
-        ),
-    }
-    differences = {}
-    for name, (a, b) in pairs.items():
-        a, b = a.as_prediction("noise"), b.as_prediction("noise")
-        differences[name] = max(
-            float(((a(x, t) - b(x, t)).abs() / (1 + b(x, t).abs())).max()) for t in times
-        )
-    return pd.Series(differences, name="max relative difference")
-
-
-METRIC_NAMES = ("precision", "mean posterior", "spread", "sliced W", "MMD")
-
-
-def method_names(particle: bool | None = None) -> list[str]:
-    """Registered guidance methods (only particle or only model methods if asked)."""
-    return [n for n, m in GUIDANCE.items() if particle is None or m.particle == particle]
-
-
-def _progress(items, progress, description: str):
-    """Wrap `items` in a progress bar factory (e.g. tqdm.auto.tqdm) if one is given."""
-    return items if progress is None else progress(items, desc=description, leave=False)
+        return ERRORS.get(key, compute)
