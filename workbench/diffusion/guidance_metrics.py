@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from workbench.diffusion.guidance import GUIDANCE, GuidanceProblem, cfg
-from workbench.diffusion.guidance_study import Diverged, GuidanceStudy
+from workbench.diffusion.guidance_study import METRIC_NAMES, Diverged, GuidanceStudy
 from workbench.diffusion.guidance_targets import target_samples
 from workbench.diffusion.schedules import DTYPE
 from workbench.memo import Memo
@@ -29,7 +29,6 @@ from workbench.metrics import (
     within_class_spread,
 )
 
-METRIC_NAMES = ("precision", "mean posterior", "spread", "sliced W", "MMD")
 CLASS_METRIC_NAMES = METRIC_NAMES[:3]
 MMD_POINTS = 500  # MMD on this many of each sample set (O(N^2)); sliced W uses all
 

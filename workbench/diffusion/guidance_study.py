@@ -90,6 +90,9 @@ EMS_SAMPLE_TOLERANCE = 1e-7
 # |x| ~ 1e4-1e5, whose distances to the target would otherwise be reported as numbers.
 DIVERGED_ABOVE = 1000.0
 
+# what `guidance_metrics` measures on each run (NaN for all of them when it diverged)
+METRIC_NAMES = ("precision", "mean posterior", "spread", "sliced W", "MMD")
+
 # the full notebook makes ~150 solves of 2,000 points (32 kB each) and ~600 errors
 MODELS = Memo("guided models", maxsize=512)
 SOLVES = Memo("guided solves", maxsize=1024)
