@@ -42,7 +42,7 @@ def ring_model():
 
 @pytest.fixture(scope="module")
 def ring_ems(ring_model):
-    """The statistics the registered solver finds by itself (computed lazily, then cached)."""
+    """The statistics the registered solver finds by itself (computed lazily, then memoized)."""
     start = time.perf_counter()
     ems = v3.get_ems(ring_model, dim=2)
     print(f"\nEMS of the ring mixture: {time.perf_counter() - start:.1f} s")
@@ -131,3 +131,16 @@ def test_empirical_order(smooth_problem, order):
     measured = math.log2(errors[0] / errors[1])
     print(f"order {order}: errors {errors}, measured order {measured:.2f}")
     assert abs(measured - order) < 0.4
+
+
+def test_statistics_travel_through_the_solver_options(ring_model, ring_ems):
+    x_T = prior_noise(32, seed=4)
+    lambdas = v3.default_stat_lambdas(ring_model.schedule)
+    constant = v3.EMS.constant(lambdas, 2, l=1.0, s=0.0, b=0.0)
+    options = {"ems": constant}
+    given = sample(ring_model, x_T, solver="dpm_solver_v3", steps=6, solver_options=options)
+    found = sample(ring_model, x_T, solver="dpm_solver_v3", steps=6)
+    assert not torch.equal(given.x, found.x)
+    # the same mixture's denoiser built again has the same content: its statistics are found
+    twin = GaussianMixture.ring().denoiser(VPSchedule.linear_ddpm())
+    assert twin is not ring_model and v3.get_ems(twin, dim=2) is ring_ems

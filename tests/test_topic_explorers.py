@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from widgets.explorers import noised_mixture_explorer
-from widgets.explorers.solver_steps import ORDERS, PROBLEMS, solver_steps_explorer
+from widgets.explorers.solver_steps import ORDERS, solver_steps_app, solver_steps_explorer
 from workbench.diffusion import GRIDS
+from workbench.diffusion.study import SOLVER_PROBLEMS, study_size
 
 
 def test_tour_explorer_every_dataset_and_noise_level():
@@ -34,7 +35,7 @@ def solver_explorer():
 
 
 def test_solver_explorer_every_problem_grid_and_order(solver_explorer):
-    for problem in PROBLEMS:
+    for problem in SOLVER_PROBLEMS:
         for grid in GRIDS:
             update = solver_explorer.update(
                 problem=problem, grid=grid, solvers=("ddim", "dpmpp_2m")
@@ -71,3 +72,12 @@ def test_solver_explorer_selects_from_its_cache(solver_explorer):
     second = solver_explorer.update(steps=5, solvers=("dpmpp_2m",)).result
     assert first.study is second.study
     assert first.study.solve("dpmpp_2m", 5) is second.study.solve("dpmpp_2m", 5)
+
+
+def test_solver_app_is_served_at_the_notebooks_sizes():
+    for smoke in (True, False):
+        app = solver_steps_app(smoke=smoke)
+        assert f"same {study_size(smoke).n_samples:,} noise draws" in app.description
+    assert study_size(True).n_samples == 500 and study_size(False).n_samples == 4000
+    assert study_size(False, n_samples=123).n_samples == 123
+    assert study_size(True, n_samples=123).n_samples == 500  # N_SAMPLES sets the full size only

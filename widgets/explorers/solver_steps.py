@@ -1,83 +1,51 @@
-"""Notebook 01's explorer: solvers x steps x grid on an exact mixture, errors against the truth."""
+"""Notebook 01's explorer: solvers x steps x grid on an exact mixture, errors against the truth.
+
+It declares the controls, asks `workbench.diffusion.study.solver_steps` for everything a
+setting shows (solves, curves, fitted orders, table: computed and memoized there) and builds
+the panels from that result.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
-import pandas as pd
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, MultiChoice, Slider
-from workbench.diffusion import GRIDS, SOLVERS, VPSchedule
-from workbench.diffusion.study import SolverStudy, solver_names
-from workbench.metrics import empirical_order
-from workbench.toy import GaussianMixture
-from workbench.toy.fields import evaluation_grid, plot_bounds
+from workbench.diffusion import GRIDS, SOLVERS
+from workbench.diffusion.study import (
+    CURVE_STEPS,
+    N_PATHS,
+    SOLVER_PROBLEMS,
+    SolverSteps,
+    solver_names,
+    solver_steps,
+    study_size,
+)
 
-PROBLEMS = {
-    "8-mode ring (std 0.1)": GaussianMixture.ring,
-    "unequal widths and weights": GaussianMixture.unequal,
-}
 # "default" rather than None: ipywidgets reads a None value as "nothing selected"
 ORDERS = {"solver default": "default", "1": 1, "2": 2, "3": 3}
 COLORS = ["#e45756", "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#17becf", "#bab0ac"]
 PANEL = 430
-N_SHOWN = 1500  # samples drawn per solver: enough to see mass, few enough to see through
-N_PATHS = 24
+DEFAULT_SOLVERS = ("ddim", "dpmpp_2m", "unipc_bh2", "dpm_solver_v3")
 
 
-@dataclass(frozen=True)
-class SolverView:
-    problem: str
-    study: SolverStudy
-    solvers: tuple[str, ...]
-    orders: dict[str, int]
-    steps: int
-    grid: str
-    samples: dict[str, np.ndarray]
-    paths: dict[str, np.ndarray]  # (steps + 1, N_PATHS, 2)
-    curves: pd.DataFrame
-    table: pd.DataFrame
-    nfe: dict[str, int]
+def solver_steps_app(smoke: bool = False) -> Explorer:
+    """The served explorer at notebook 01's SMOKE or full size (sizes from the study)."""
+    size = study_size(smoke)
+    return solver_steps_explorer(n_samples=size.n_samples, curve_steps=size.curve_steps)
 
 
-@lru_cache(maxsize=4)
-def study_for(problem: str, n_samples: int, seed: int) -> SolverStudy:
-    return SolverStudy(PROBLEMS[problem](), VPSchedule.linear_ddpm(), n_samples, seed)
-
-
-def order_for(solver: str, requested: int | str) -> int:
-    """The requested order where the solver has it, else the solver's default."""
-    spec = SOLVERS[solver]
-    return requested if requested in spec.orders else spec.default_order
-
-
-def solver_steps_explorer(n_samples: int = 4000, seed: int = 0) -> Explorer:
+def solver_steps_explorer(
+    n_samples: int = 4000, seed: int = 0, curve_steps: tuple[int, ...] = CURVE_STEPS
+) -> Explorer:
     names = solver_names()
-    defaults = tuple(s for s in ("ddim", "dpmpp_2m", "unipc_bh2", "dpm_solver_v3") if s in names)
+    defaults = tuple(s for s in DEFAULT_SOLVERS if s in names)
 
-    def compute(problem: str, solvers: tuple, steps: int, grid: str, order) -> SolverView:
-        study = study_for(problem, n_samples, seed)
-        orders = {s: order_for(s, order) for s in solvers}
-        results = {s: study.solve(s, steps, grid, orders[s]) for s in solvers}
-        curves = pd.concat([study.error_curve(s, grid, orders[s]) for s in solvers])
-        return SolverView(
-            problem=problem,
-            study=study,
-            solvers=solvers,
-            orders=orders,
-            steps=steps,
-            grid=grid,
-            samples={s: r.x[:N_SHOWN].numpy() for s, r in results.items()},
-            paths={
-                s: np.stack([p[:N_PATHS].numpy() for p in r.trajectory]) for s, r in results.items()
-            },
-            curves=curves,
-            table=study.table(solvers, grid),
-            nfe={s: r.nfe for s, r in results.items()},
-        )
+    def compute(problem: str, solvers: tuple, steps: int, grid: str, order) -> SolverSteps:
+        return solver_steps(
+            problem, solvers, steps, grid, order,
+            n_samples=n_samples, seed=seed, curve_steps=curve_steps,
+        )  # fmt: skip
 
     return Explorer(
         title="Solver steps on an exact mixture",
@@ -86,10 +54,10 @@ def solver_steps_explorer(n_samples: int = 4000, seed: int = 0) -> Explorer:
             "distances to the exact probability-flow ODE solution (DOP853, tolerance 1e-11)."
         ),
         controls=[
-            Choice("problem", "problem", list(PROBLEMS), "8-mode ring (std 0.1)"),
-            MultiChoice("solvers", "solvers", names, defaults),
+            Choice("problem", "problem", SOLVER_PROBLEMS.options(), "ring"),
+            MultiChoice("solvers", "solvers", SOLVERS.options(names), defaults),
             Slider("steps", "solver steps", 1, 50, 10, integer=True),
-            Choice("grid", "time grid", list(GRIDS), "logsnr"),
+            Choice("grid", "time grid", GRIDS.options(), "logsnr"),
             Choice("order", "order (where supported)", ORDERS, "default"),
         ],
         compute=compute,
@@ -115,16 +83,8 @@ def solver_steps_explorer(n_samples: int = 4000, seed: int = 0) -> Explorer:
     )
 
 
-@lru_cache(maxsize=4)
-def _density_image(problem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mixture = PROBLEMS[problem]()
-    bounds = plot_bounds(mixture, margin=3.0, at_least=2.5)
-    xs, ys, points = evaluation_grid(bounds, 150)
-    return xs.numpy(), ys.numpy(), mixture.log_prob(points).reshape(150, 150).numpy()
-
-
-def _sample_traces(view: SolverView) -> list[dict]:
-    xs, ys, log_p = _density_image(view.problem)
+def _sample_traces(view: SolverSteps) -> list[dict]:
+    xs, ys, log_p = view.density
     traces = [
         figures.heatmap(
             xs, ys, np.maximum(log_p, log_p.max() - 12), name="log p_0", colorscale="Greys"
@@ -137,12 +97,12 @@ def _sample_traces(view: SolverView) -> list[dict]:
     return traces
 
 
-def _bounds(view: SolverView):
-    xs, ys, _ = _density_image(view.problem)
+def _bounds(view: SolverSteps):
+    xs, ys, _ = view.density
     return (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
 
 
-def _sample_layout(view: SolverView) -> dict:
+def _sample_layout(view: SolverSteps) -> dict:
     return {
         **figures.square_axes(_bounds(view)),
         "showlegend": True,
@@ -151,15 +111,16 @@ def _sample_layout(view: SolverView) -> dict:
     }
 
 
-def _path_traces(view: SolverView) -> list[dict]:
-    reference = view.study.reference[:N_PATHS].numpy()
-    traces = [figures.points(reference, name="exact endpoint", color="black", size=7, opacity=0.9)]
+def _path_traces(view: SolverSteps) -> list[dict]:
+    traces = [
+        figures.points(view.exact_ends, name="exact endpoint", color="black", size=7, opacity=0.9)
+    ]
     for color, solver in zip(COLORS, view.solvers, strict=False):
         traces.append(figures.polylines(view.paths[solver], name=solver, color=color, markers=True))
     return traces
 
 
-def _path_layout(view: SolverView) -> dict:
+def _path_layout(view: SolverSteps) -> dict:
     return {
         **figures.square_axes((-3.5, 3.5, -3.5, 3.5)),
         "showlegend": False,
@@ -167,18 +128,18 @@ def _path_layout(view: SolverView) -> dict:
     }
 
 
-def _error_traces(view: SolverView) -> list[dict]:
+def _error_traces(view: SolverSteps) -> list[dict]:
     traces = []
     for color, solver in zip(COLORS, view.solvers, strict=False):
         curve = view.curves[view.curves.solver == solver]
-        fit = empirical_order(curve.nfe.to_numpy(), curve.error.to_numpy(), asymptotic="auto")
+        fitted = view.fitted_orders[solver]
         traces.append(
             {
                 "type": "scatter",
                 "x": curve.nfe.to_numpy(),
                 "y": curve.error.to_numpy(),
                 "mode": "lines+markers",
-                "name": f"{solver} (order {view.orders[solver]}, fitted {fit.order:.2f})",
+                "name": f"{solver} (order {view.orders[solver]}, fitted {fitted:.2f})",
                 "line": {"color": color},
             }
         )
@@ -202,7 +163,7 @@ def _error_traces(view: SolverView) -> list[dict]:
     return traces
 
 
-def _error_layout(view: SolverView) -> dict:
+def _error_layout(view: SolverSteps) -> dict:
     return {
         "xaxis": {"type": "log", "title": {"text": "NFE (model calls)"}},
         "yaxis": {"type": "log", "title": {"text": "mean L2 error to the exact solution"}},
@@ -211,7 +172,7 @@ def _error_layout(view: SolverView) -> dict:
     }
 
 
-def _table_traces(view: SolverView) -> list[dict]:
+def _table_traces(view: SolverSteps) -> list[dict]:
     table = view.table
     cells = [list(table.index)] + [[f"{v:.2e}" for v in table[c]] for c in table.columns]
     # Non-breaking spaces: plotly 7's FigureWidget in JupyterLab drops table strings that

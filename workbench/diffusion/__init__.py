@@ -1,7 +1,6 @@
 """Diffusion sampling on exact ground truth: schedules, time grids, model outputs, solvers."""
 
-from workbench.diffusion import dpm_solver_v3 as _dpm_solver_v3  # noqa: F401  (registers it)
-from workbench.diffusion import solvers as _solvers  # noqa: F401  (fills SOLVERS)
+from workbench.diffusion import solvers  # noqa: F401  (SOLVERS, complete on import)
 from workbench.diffusion.grids import GRIDS, make_grid
 from workbench.diffusion.guidance import (
     GUIDANCE,
@@ -20,6 +19,7 @@ from workbench.diffusion.sampling import (
     ModelOutputError,
     SampleResult,
     SolverOptions,
+    prior_noise,
     reference_solution,
     register,
     sample,
@@ -62,6 +62,7 @@ __all__ = [
     "fk_smc",
     "get_schedule",
     "make_grid",
+    "prior_noise",
     "reference_solution",
     "register",
     "sample",

@@ -19,11 +19,12 @@ df/dlambda ~ s f + b along the ODE, so that g is as flat as possible in lambda a
 expansion (first-order term only: g ~ g_s) has the smallest first-order error. l = 1, s = b = 0
 is DPM-Solver++ (data prediction); l = 0, s = -1, b = 0 is DPM-Solver (noise prediction).
 
-How the solver gets the EMS. The registered solver keeps the common signature; it finds the EMS
-for `ev.model` with `get_ems(model)`: statistics pinned with `set_ems(model, ems)` win; else a
-cache keyed by (model identity, schedule name, statistics lambda grid); else they are computed
-lazily by `compute_ems(model)` and cached. `compute_ems` calls the model directly (never through
-the Evaluator), so no statistics call counts toward a sample's NFE. Samples of p_lambda come from
+How the solver gets the EMS. The registered solver keeps the common signature; the statistics
+travel through its options, `sample(..., solver_options={"ems": ems})`; absent that, it asks
+`get_ems(model, dim)`, which computes them lazily with `compute_ems` and memoizes them by the
+model's content (a model without content is computed every time). `compute_ems` calls the
+model directly (never through the Evaluator), so no statistics call counts toward a sample's
+NFE. Samples of p_lambda come from
 forward-noising `data` (clean x_0) when the caller gives it, otherwise from the model itself: a
 high-accuracy ODE solve of prior noise to t_min, then exact Gaussian transitions to each lambda.
 Jacobian-vector products are exact (torch.func.jvp, float64). The statistics live on a lambda
@@ -40,24 +41,20 @@ stable with very few, far-apart points).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from scipy.interpolate import CubicSpline
 
+from workbench.diffusion.core import Evaluator, Grid, SolverOptions
 from workbench.diffusion.models import DiffusionModel, to_data_and_noise
-from workbench.diffusion.sampling import (
-    Evaluator,
-    Grid,
-    SolverOptions,
-    reference_solution,
-    register,
-)
+from workbench.diffusion.reference import reference_solution
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
-from workbench.diffusion.solvers import _effective_order
+from workbench.diffusion.solvers import multistep, register
+from workbench.memo import Memo
 
 DEFAULT_STAT_LAMBDAS = 200
 DEFAULT_STAT_SAMPLES = 1024
@@ -155,10 +152,10 @@ def _base_samples(model, data, dim, n_samples, generator) -> tuple[torch.Tensor,
     """(samples, their time): clean data at t = None, or the model's own samples at t_min."""
     if data is not None:
         return data.to(DTYPE), None
+    from workbench.diffusion.sampling import prior_noise  # sampling imports the solvers, so here
+
     schedule = model.schedule
-    prior = float(schedule.sigma(schedule.t_max)) * torch.randn(
-        n_samples, dim, generator=generator, dtype=DTYPE
-    )
+    prior = prior_noise(schedule, n_samples, dim, generator)
     # reference_solution uses its own Evaluator: none of these calls reach a sample's NFE
     return reference_solution(model, prior, rtol=1e-9, atol=1e-9), schedule.t_min
 
@@ -234,36 +231,15 @@ def _least_squares_sb(f: torch.Tensor, df: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 # ------------------------------------------------------------------ where the solver finds EMS
-_PINNED: dict[int, tuple[DiffusionModel, EMS]] = {}
-_CACHE: OrderedDict[tuple, tuple[DiffusionModel, EMS]] = OrderedDict()
-_CACHE_SIZE = 16
-
-
-def set_ems(model: DiffusionModel, ems: EMS | None) -> None:
-    """Pin the statistics `model` samples with (None unpins)."""
-    if ems is None:
-        _PINNED.pop(id(model), None)
-    else:
-        _PINNED[id(model)] = (model, ems)  # holding the model keeps its id from being reused
+STATISTICS = Memo("DPM-Solver-v3 statistics", maxsize=16)
 
 
 def get_ems(model: DiffusionModel, dim: int, lambdas: torch.Tensor | None = None) -> EMS:
-    """Pinned statistics, else cached, else computed now from the model's own samples."""
-    if id(model) in _PINNED:
-        return _PINNED[id(model)][1]
+    """The statistics of `model` from its own samples (`compute_ems` defaults), memoized by
+    the model's content, dimension and statistics grid."""
     lambdas = default_stat_lambdas(model.schedule) if lambdas is None else lambdas.to(DTYPE)
-    key = _cache_key(model, dim, lambdas)
-    if key not in _CACHE:
-        _CACHE[key] = (model, compute_ems(model, dim=dim, lambdas=lambdas))
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
-    return _CACHE[key][1]
-
-
-def _cache_key(model: DiffusionModel, dim: int, lambdas: torch.Tensor) -> tuple:
-    grid = (float(lambdas[0]), float(lambdas[-1]), len(lambdas))
-    return (id(model.fn), model.name, model.schedule.name, dim, grid)
+    compute = lambda: compute_ems(model, dim=dim, lambdas=lambdas)  # noqa: E731
+    return STATISTICS.get((model, dim, lambdas), compute)
 
 
 # ------------------------------------------------------------------ one step of the integrator
@@ -382,6 +358,35 @@ def _advance(
     return linear - alpha_t * (expansion + integrals.bias)
 
 
+class _V3Method:
+    """DPM-Solver-v3's multistep predictor(-corrector) as a `multistep` method."""
+
+    def __init__(self, grid: Grid, ems: EMS, corrector: bool, predictor_pseudo: bool,
+                 corrector_pseudo: bool):  # fmt: skip
+        self.grid, self.ems, self.corrector = grid, ems, corrector
+        self.predictor_pseudo, self.corrector_pseudo = predictor_pseudo, corrector_pseudo
+        self.points: list[_Point] = []
+        self.predictor_order = 0  # the order of the step that reached the newest point
+
+    def observe(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor):
+        lam, alpha = float(self.grid.lambdas[i - 1]), self.grid.alphas[i - 1]
+        points = self.points
+        points.append(_Point(lam, alpha, x, transformed_f(self.ems, x, x0, lam, alpha)))
+        corrector_order = self.predictor_order + int(self.corrector_pseudo)
+        if self.corrector and corrector_order > 1:
+            # re-solve the last step through the new point; f there is kept (no extra call)
+            base, new = points[-2], points[-1]
+            others = [new, *points[-corrector_order:-2][::-1]]
+            new.x = _advance(self.ems, base, others, new.lam, new.alpha, self.corrector_pseudo)
+        return points[-1].x
+
+    def step(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        self.predictor_order = order
+        history = self.points[-order:][::-1]
+        lam_t, alpha_t = float(self.grid.lambdas[i]), self.grid.alphas[i]
+        return _advance(self.ems, history[0], history[1:], lam_t, alpha_t, self.predictor_pseudo)
+
+
 def v3_solve(
     ev: Evaluator,
     x: torch.Tensor,
@@ -395,32 +400,14 @@ def v3_solve(
     opts: SolverOptions | None = None,
 ) -> torch.Tensor:
     """The multistep predictor(-corrector) with explicit statistics and switches."""
-    opts = opts or SolverOptions(order=order)
-    points: list[_Point] = []
-    predictor_order = 0
-    for i in range(1, grid.steps + 1):
-        lam, alpha = float(grid.lambdas[i - 1]), grid.alphas[i - 1]
-        x0, _ = ev(x, grid.ts[i - 1])
-        points.append(_Point(lam, alpha, x, transformed_f(ems, x, x0, lam, alpha)))
-        corrector_order = predictor_order + int(corrector_pseudo)
-        if corrector and corrector_order > 1:
-            # re-solve the last step through the new point; f there is kept (no extra call)
-            base, new = points[-2], points[-1]
-            others = [new, *points[-corrector_order:-2][::-1]]
-            new.x = _advance(ems, base, others, new.lam, new.alpha, corrector_pseudo)
-        predictor_order = _effective_order(
-            i, grid, SolverOptions(order, opts.lower_order_final), len(points)
-        )
-        history = points[-predictor_order:][::-1]
-        x = _advance(
-            ems, history[0], history[1:], float(grid.lambdas[i]), grid.alphas[i], predictor_pseudo
-        )
-        if opts.callback:
-            opts.callback(i, x)
-    return x
+    opts = SolverOptions(order=order) if opts is None else dataclasses.replace(opts, order=order)
+    method = _V3Method(grid, ems, corrector, predictor_pseudo, corrector_pseudo)
+    return multistep(ev, x, grid, opts, method)
 
 
-@register("dpm_solver_v3", orders=(1, 2, 3), default_order=2, options=("ems",))
+@register(
+    "dpm_solver_v3", orders=(1, 2, 3), default_order=2, options=("ems",), label="DPM-Solver-v3"
+)
 def dpm_solver_v3(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DPM-Solver-v3: multistep predictor-corrector in the EMS-optimal parameterization."""
     ems = opts.extra.get("ems") or get_ems(ev.model, dim=x.shape[1])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
+from workbench.registry import Registry
 
 MAX_STEPS = 10_000  # the most steps a grid may have (see the module)
 
@@ -47,12 +48,11 @@ def _karras(schedule, steps, t_start, t_end, rho: float = 7.0, **_):
     return schedule.t_of_lambda(-torch.log(sigmas))
 
 
-GRIDS: dict[str, Callable[..., torch.Tensor]] = {
-    "time_uniform": _uniform_time,
-    "logsnr": _uniform_logsnr,
-    "time_quadratic": _quadratic_time,
-    "karras": _karras,
-}
+GRIDS: Registry[Callable[..., torch.Tensor]] = Registry("grid")
+GRIDS.add("time_uniform", _uniform_time, label="uniform in t")
+GRIDS.add("logsnr", _uniform_logsnr, label="uniform in log-SNR")
+GRIDS.add("time_quadratic", _quadratic_time, label="uniform in sqrt(t)")
+GRIDS.add("karras", _karras, label="Karras (rho = 7)")
 
 
 def make_grid(
@@ -70,10 +70,9 @@ def make_grid(
     """
     t_start, t_end = check_ends(schedule, t_start, t_end)
     if isinstance(grid, str):
-        if grid not in GRIDS:
-            raise ValueError(f"unknown grid {grid!r}; choose from {', '.join(GRIDS)}")
+        spacing = GRIDS[grid]
         steps = _check_steps(steps)
-        ts = GRIDS[grid](schedule, steps, t_start, t_end, **options)
+        ts = spacing(schedule, steps, t_start, t_end, **options)
         ts[0], ts[-1] = t_start, t_end  # exact ends despite round trips through lambda
         return ts
     if hasattr(grid, "times"):

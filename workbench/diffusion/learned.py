@@ -41,15 +41,15 @@ per-step coefficients instead). `fit_grid` fits the placement alone, for a given
   a tie and the earlier start wins, so the choice cannot flip on rounding.
 
 A `FittedGrid` is a grid object for `sample(..., grid=fitted)`: it answers `times()` only for
-the schedule, steps and ends it was fitted for. Fits are cached in memory, so asking again for
-the same fit returns the same object at no cost.
+the schedule, steps and ends it was fitted for. Fits are memoized by the content of the model
+and the settings (`workbench.memo`), so asking again for the same fit returns the same object
+at no cost.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +58,10 @@ from scipy.optimize import minimize
 
 from workbench.diffusion.grids import GRIDS, make_grid
 from workbench.diffusion.models import DiffusionModel
-from workbench.diffusion.sampling import SOLVERS, reference_solution, sample
+from workbench.diffusion.sampling import SOLVERS, prior_noise, reference_solution, sample
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
+from workbench.memo import Memo
+from workbench.registry import unknown_choice
 
 # Every step keeps at least this fraction of the lambda span, so no iterate can merge two
 # times into one (which the solvers' h = lambda_i - lambda_{i-1} would divide by).
@@ -68,7 +70,7 @@ DEFAULT_STARTS = ("logsnr", "time_quadratic")
 # L-BFGS-B on log(error): relative decrease and projected-gradient tolerances, and its memory
 FTOL, GTOL, MEMORY = 1e-12, 1e-9, 30
 TIE_RTOL = 1e-6  # training errors this close count as one minimum: the earlier start wins
-_CACHE_SIZE = 64
+FITS = Memo("fitted grids", maxsize=64)  # one entry per single-start fit
 
 
 @dataclass(frozen=True)
@@ -162,18 +164,19 @@ def fit_grid(
         fits = [fit_grid(model, init=name, **settings, **sample_options) for name in starts]
         return best_fit(fits)
 
-    init = starts[0]
-    key = _cache_key(model, init, settings, sample_options)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key][1]
+    key = (model, starts[0], settings, sample_options)
+    return FITS.get(key, lambda: _fit_from(model, starts[0], settings, sample_options))
+
+
+def _fit_from(model: DiffusionModel, init: str, settings: dict, sample_options: dict):
+    """One fit from the `init` grid (what `fit_grid` memoizes)."""
     started = time.perf_counter()
-    x_T = _training_noise(schedule, t_start, n_train, dim, seed)
+    solver, order, steps = settings["solver"], settings["order"], settings["steps"]
+    t_start, t_end, n_train = settings["t_start"], settings["t_end"], settings["n_train"]
+    x_T = _training_noise(model.schedule, t_start, n_train, settings["dim"], settings["seed"])
     target = reference_solution(model, x_T, t_start=t_start, t_end=t_end)
     problem = _GridProblem(model, x_T, target, solver, order, steps, t_start, t_end, sample_options)
-    fitted = _fit(problem, init, max_iter, n_train, seed, started)
-    _store(key, model, fitted)
-    return fitted
+    return _fit(problem, init, settings["max_iter"], n_train, settings["seed"], started)
 
 
 def best_fit(fits: list[FittedGrid]) -> FittedGrid:
@@ -338,8 +341,11 @@ def mean_l2_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _training_noise(schedule, t_start: float, n: int, dim: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(int(seed))
-    return schedule.sigma(t_start) * torch.randn(n, dim, generator=generator, dtype=DTYPE)
+    """x_T ~ N(0, sigma(t_start)^2 I): the prior noise, rescaled when the fit starts below t_max."""
+    noise = prior_noise(schedule, n, dim, int(seed))
+    if t_start == schedule.t_max:
+        return noise
+    return noise * (schedule.sigma(t_start) / schedule.sigma(schedule.t_max))
 
 
 def _check_count(name: str, value) -> int:
@@ -350,10 +356,6 @@ def _check_count(name: str, value) -> int:
 
 
 def _check_fittable(solver: str, starts: tuple[str, ...], steps: int):
-    import workbench.diffusion  # noqa: F401  (its imports fill the solver registry)
-
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
     spec = SOLVERS[solver]
     if spec.stochastic:
         # the target is the probability-flow ODE solution, which a stochastic solver does not
@@ -361,25 +363,7 @@ def _check_fittable(solver: str, starts: tuple[str, ...], steps: int):
         raise ValueError(f"{solver} is stochastic; fit_grid fits ODE solvers only")
     unknown = [name for name in starts if name not in GRIDS]
     if unknown or not starts:
-        raise ValueError(f"unknown init grid {unknown!r}; choose from {', '.join(GRIDS)}")
+        raise unknown_choice("init grid", unknown[0] if unknown else starts, GRIDS)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"a fitted grid needs an integer steps >= 2 (an interior), got {steps!r}")
     return spec
-
-
-# ------------------------------------------------------------------ the cache
-_CACHE: OrderedDict[tuple, tuple[DiffusionModel, FittedGrid]] = OrderedDict()
-
-
-def _cache_key(model, init: str, settings: dict, sample_options: dict) -> tuple:
-    # id(model.fn) tells two models of the same name apart; the cache holds the model, so the
-    # id cannot be reused by another function while the entry lives
-    options = tuple(sorted((name, repr(value)) for name, value in sample_options.items()))
-    model_identity = (id(model.fn), model.name, model.prediction, model.schedule.name)
-    return (*model_identity, init, *sorted(settings.items()), options)
-
-
-def _store(key: tuple, model: DiffusionModel, fitted: FittedGrid) -> None:
-    _CACHE[key] = (model, fitted)
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)

@@ -1,13 +1,14 @@
-"""`sample` (any registered solver on any grid) and `reference_solution` (the exact ODE answer).
+"""`sample`: any registered solver on any grid, from x_T to t_end, and `prior_noise`, the one
+draw of a solve's starting points.
 
-Solvers live in `workbench.diffusion.solvers`, one function each with one signature:
+Solvers live in `workbench.diffusion.solvers` (its `SOLVERS` registry, complete on import),
+one function each with one signature:
 
     solver(ev: Evaluator, x: Tensor, grid: Grid, opts: SolverOptions) -> Tensor
 
-registered with `@register(name, orders=..., ...)`. `Evaluator` is the only way a solver
-reaches the model: it counts model calls (NFE) and refuses NaN/inf outputs with the time at
-which they appeared (a `ModelOutputError`, which says whether the model or the solve is to
-blame: a sample that has already blown up to NaN/inf is the solve's divergence).
+registered with `@register(name, orders=..., ...)`; what they receive is in
+`workbench.diffusion.core`, the exact answer they are measured against in
+`workbench.diffusion.reference` (both re-exported here).
 
 `sample` and `reference_solution` check their inputs once, on entry: x_T must be finite, the
 ends of the solve inside the schedule's range, the step count an integer in 1..MAX_STEPS
@@ -16,144 +17,28 @@ ends of the solve inside the schedule's range, the step count an integer in 1..M
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import math
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 
+from workbench.diffusion.core import (  # noqa: F401  (re-exported: where callers look for them)
+    Evaluator,
+    Grid,
+    ModelOutputError,
+    SolverOptions,
+    SolverSpec,
+    check_x_T,
+)
 from workbench.diffusion.grids import MAX_STEPS, check_ends, make_grid  # noqa: F401
-from workbench.diffusion.models import DiffusionModel, to_data_and_noise
+from workbench.diffusion.models import DiffusionModel
+from workbench.diffusion.reference import reference_solution  # noqa: F401
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
+from workbench.diffusion.solvers import SOLVERS, register  # noqa: F401
+from workbench.registry import check_choice
 
-
-class ModelOutputError(FloatingPointError):
-    """The model returned NaN or infinity (at a finite sample: the model's fault; at a sample
-    the solve had already driven to NaN/inf: the solve diverged)."""
-
-
-class Evaluator:
-    """Calls the model, converts its output to (x_0, eps), and counts the calls."""
-
-    def __init__(self, model: DiffusionModel, schedule: NoiseSchedule):
-        self.model = model
-        self.schedule = schedule
-        self.nfe = 0
-        self._levels: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def know_grid(self, grid: Grid) -> None:
-        """Reuse the grid's alpha and sigma at its times (the schedule lookup was the largest
-        per-step cost of a solve with a cheap model)."""
-        self._levels = {
-            t: (a, s) for t, a, s in zip(grid.ts.tolist(), grid.alphas, grid.sigmas, strict=True)
-        }
-
-    def __call__(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-        t = torch.as_tensor(t, dtype=DTYPE)
-        output = self.model(x, t)
-        self.nfe += 1
-        if not torch.all(torch.isfinite(output)):
-            if not torch.all(torch.isfinite(x)):
-                raise ModelOutputError(
-                    f"the solve diverged: the sample was already NaN or infinite at "
-                    f"t={float(t):.6g} (model call {self.nfe} of {self.model.name})"
-                )
-            raise ModelOutputError(
-                f"{self.model.name} returned NaN or infinity at t={float(t):.6g} "
-                f"(model call {self.nfe})"
-            )
-        levels = self._levels.get(float(t.detach()))
-        alpha, sigma = levels or (self.schedule.alpha(t), self.schedule.sigma(t))
-        derivatives = (
-            self.schedule.derivatives(t) if self.model.prediction == "velocity" else (None, None)
-        )
-        return to_data_and_noise(output, self.model.prediction, x, alpha, sigma, *derivatives)
-
-    def data(self, x: torch.Tensor, t) -> torch.Tensor:
-        return self(x, t)[0]
-
-    def noise(self, x: torch.Tensor, t) -> torch.Tensor:
-        return self(x, t)[1]
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The times of a solve with alpha, sigma and lambda precomputed at each."""
-
-    ts: torch.Tensor
-    alphas: torch.Tensor
-    sigmas: torch.Tensor
-    lambdas: torch.Tensor
-    schedule: NoiseSchedule
-
-    @classmethod
-    def of(cls, schedule: NoiseSchedule, ts: torch.Tensor) -> Grid:
-        return cls(ts, schedule.alpha(ts), schedule.sigma(ts), schedule.lambda_(ts), schedule)
-
-    @property
-    def steps(self) -> int:
-        return len(self.ts) - 1
-
-
-@dataclass
-class SolverOptions:
-    """Options every solver receives; each uses those that apply to it."""
-
-    order: int
-    lower_order_final: bool = True  # drop to first/second order on the last steps (few steps)
-    corrector: str | None = None  # "unic": UniPC's corrector after a multistep predictor
-    generator: torch.Generator | None = None  # for stochastic solvers
-    callback: Callable[[int, torch.Tensor], None] | None = None
-    # a solver's own options, by name (SolverSpec.options lists those it takes), e.g.
-    # DPM-Solver-v3's precomputed statistics {"ems": EMS}
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SolverSpec:
-    name: str
-    fn: Callable
-    orders: tuple[int, ...]
-    default_order: int
-    description: str
-    stochastic: bool = False
-    accepts_corrector: bool = False
-    options: tuple[str, ...] = ()  # the solver-specific options it takes (SolverOptions.extra)
-
-
-SOLVERS: dict[str, SolverSpec] = {}
-
-
-def register(
-    name: str,
-    *,
-    orders: tuple[int, ...] = (1,),
-    default_order: int | None = None,
-    stochastic: bool = False,
-    accepts_corrector: bool = False,
-    options: tuple[str, ...] = (),
-):
-    def decorate(fn):
-        doc = inspect.getdoc(fn) or ""
-        SOLVERS[name] = SolverSpec(
-            name,
-            fn,
-            orders,
-            default_order or max(orders),
-            doc.splitlines()[0] if doc else "",
-            stochastic,
-            accepts_corrector,
-            options,
-        )
-        return fn
-
-    return decorate
+CORRECTORS = ("unic",)  # UniPC's corrector, after any multistep predictor that takes one
 
 
 @dataclass
@@ -198,22 +83,18 @@ def sample(
     (10,000; more is a mistake, not a finer solve). A model that returns NaN/inf raises
     `ModelOutputError`.
     """
-    import workbench.diffusion  # noqa: F401  (its imports fill the registry)
-
     x_T = check_x_T(x_T)
 
     schedule = schedule or model.schedule
     if schedule.name != model.schedule.name:
         raise ValueError(f"the model was built for {model.schedule.name}, not {schedule.name}")
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
     spec = SOLVERS[solver]
     order = spec.default_order if order is None else order
     if order not in spec.orders:
         allowed = ", ".join(map(str, spec.orders))
         raise ValueError(f"{solver} supports order {allowed}, got {order}")
-    if corrector not in (None, "unic"):
-        raise ValueError(f"unknown corrector {corrector!r}; the only one is 'unic'")
+    if corrector is not None:
+        check_choice("corrector", corrector, CORRECTORS)
     if corrector and not spec.accepts_corrector:
         raise ValueError(f"{solver} does not take a corrector (multistep predictors do)")
     extra = dict(solver_options or {})
@@ -252,76 +133,3 @@ def prior_noise(schedule: NoiseSchedule, n: int, dim: int, seed: int | torch.Gen
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     noise = torch.randn(int(n), int(dim), generator=generator, dtype=DTYPE)
     return float(schedule.sigma(schedule.t_max)) * noise
-
-
-def check_x_T(x_T) -> torch.Tensor:
-    """x_T as a tensor, refused if it holds NaN or infinity (one isfinite pass, on entry)."""
-    if not isinstance(x_T, torch.Tensor):
-        x_T = torch.as_tensor(np.asarray(x_T, dtype=np.float64), dtype=DTYPE)
-    if x_T.ndim == 0 or x_T.numel() == 0:
-        raise ValueError(f"x_T must hold at least one point, got shape {tuple(x_T.shape)}")
-    finite = torch.isfinite(x_T)
-    if not bool(finite.all()):
-        index = tuple(int(i) for i in torch.nonzero(~finite)[0])
-        value = float(x_T[index])
-        shown = "NaN" if math.isnan(value) else str(value)
-        raise ValueError(
-            f"x_T contains {shown} at index {index} (of shape {tuple(x_T.shape)}); "
-            "the starting noise must be finite"
-        )
-    return x_T
-
-
-# ------------------------------------------------------------------ the exact answer
-_REFERENCE_CACHE: OrderedDict[str, tuple[DiffusionModel, torch.Tensor]] = OrderedDict()
-_REFERENCE_CACHE_SIZE = 32
-
-
-def reference_solution(
-    model: DiffusionModel,
-    x_T: torch.Tensor,
-    *,
-    schedule: NoiseSchedule | None = None,
-    t_start: float | None = None,
-    t_end: float | None = None,
-    rtol: float = 1e-11,
-    atol: float = 1e-11,
-) -> torch.Tensor:
-    """The probability-flow ODE solution at t_end from x_T at t_start, to tolerance 1e-11.
-
-    Integrated in lambda = log(alpha / sigma) for y = x / alpha, where the ODE reads
-    dy/dlambda = -e^{-lambda} eps(x, t) (the form DDIM discretizes exactly to first order),
-    with scipy's DOP853 (8th order, adaptive) in float64. Cached by model, x_T and the ends.
-    """
-    schedule = schedule or model.schedule
-    x_T = check_x_T(x_T)
-    t_start, t_end = check_ends(schedule, t_start, t_end)
-    key = _reference_key(model, x_T, schedule, t_start, t_end, rtol, atol)
-    if key in _REFERENCE_CACHE:
-        _REFERENCE_CACHE.move_to_end(key)
-        return _REFERENCE_CACHE[key][1].clone()
-
-    ev = Evaluator(model, schedule)
-    shape = x_T.shape
-    lam_start, lam_end = float(schedule.lambda_(t_start)), float(schedule.lambda_(t_end))
-
-    def rhs(lam, y):
-        t = schedule.t_of_lambda(torch.tensor(lam, dtype=DTYPE))
-        alpha = schedule.alpha(t)
-        x = alpha * torch.from_numpy(y).reshape(shape)
-        return (-np.exp(-lam) * ev.noise(x, t)).reshape(-1).numpy()
-
-    y0 = (x_T.to(DTYPE) / schedule.alpha(t_start)).reshape(-1).numpy()
-    solution = solve_ivp(rhs, (lam_start, lam_end), y0, method="DOP853", rtol=rtol, atol=atol)
-    if not solution.success:
-        raise RuntimeError(f"the reference ODE solve failed: {solution.message}")
-    x_end = schedule.alpha(t_end) * torch.from_numpy(solution.y[:, -1]).reshape(shape)
-    _REFERENCE_CACHE[key] = (model, x_end)  # holding the model keeps its id from being reused
-    if len(_REFERENCE_CACHE) > _REFERENCE_CACHE_SIZE:
-        _REFERENCE_CACHE.popitem(last=False)
-    return x_end.clone()
-
-
-def _reference_key(model, x_T, schedule, t_start, t_end, rtol, atol) -> str:
-    digest = hashlib.sha1(x_T.detach().to(DTYPE).contiguous().numpy().tobytes()).hexdigest()
-    return f"{id(model.fn)}|{model.name}|{schedule.name}|{t_start}|{t_end}|{rtol}|{atol}|{digest}"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 
 from workbench import _torch  # noqa: F401  (single-threaded torch; see the module)
+from workbench.registry import Registry
 
 DTYPE = torch.float64
 
@@ -244,20 +246,18 @@ class EDMSchedule(NoiseSchedule):
         return torch.zeros_like(t), torch.ones_like(t)
 
 
-SCHEDULES = {
-    "vp_linear_ddpm": VPSchedule.linear_ddpm,
-    "vp_linear": VPSchedule.linear,
-    "vp_cosine": VPSchedule.cosine,
-    "ve": VESchedule,
-    "edm": EDMSchedule,
-}
+SCHEDULES: Registry[Callable[[], NoiseSchedule]] = Registry("schedule")
+SCHEDULES.add("vp_linear_ddpm", VPSchedule.linear_ddpm, label="VP linear DDPM (1000 steps)")
+SCHEDULES.add("vp_linear", VPSchedule.linear, label="VP linear")
+SCHEDULES.add("vp_cosine", VPSchedule.cosine, label="VP cosine")
+SCHEDULES.add("ve", VESchedule, label="VE")
+SCHEDULES.add("edm", EDMSchedule, label="EDM")
 
 
 def get_schedule(schedule: str | NoiseSchedule) -> NoiseSchedule:
+    """A schedule by its name in SCHEDULES (a schedule object is returned as is)."""
     if isinstance(schedule, NoiseSchedule):
         return schedule
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     return SCHEDULES[schedule]()
 
 

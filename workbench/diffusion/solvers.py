@@ -1,37 +1,102 @@
-"""The solver registry: every solver one function with one signature.
+"""The solver registry `SOLVERS`: every solver one function with one signature.
 
     solver(ev, x, grid, opts) -> x at grid.ts[-1]
+
+registered with `@register(name, orders=..., label=...)`. The registry is complete once this
+module is imported (it imports DPM-Solver-v3's module, which registers itself, at its end), so
+every lookup sees every solver whoever imported what.
 
 `ev(x, t)` returns the model's (x_0, eps) and counts one model call; `grid` carries ts, alphas,
 sigmas and lambdas (lambda = log(alpha / sigma)); `opts` is a SolverOptions. Notation follows
 DPM-Solver: h_i = lambda_i - lambda_{i-1} > 0 as the solve moves toward data.
 
-Lower-order final steps: with `opts.lower_order_final` and fewer than 15 steps, multistep
+Multistep methods share one loop, `multistep`: one model call per step, the method records it
+(and may correct x there), the order of the step, then the method's step. Lower-order final
+steps: with `opts.lower_order_final` and fewer than 15 steps, multistep
 solvers of order k use order min(k, steps left) at the end, as diffusers does (it stabilizes
 few-step sampling; at 15+ steps the full order is kept).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from workbench.diffusion.sampling import Evaluator, Grid, SolverOptions, register
+from workbench.diffusion.core import Evaluator, Grid, SolverOptions, SolverSpec
+from workbench.registry import Registry
 
 LOWER_ORDER_FINAL_BELOW = 15
 
+SOLVERS: Registry[SolverSpec] = Registry("solver")
 
-def _effective_order(i: int, grid: Grid, opts: SolverOptions, history: int) -> int:
-    """The order of step i (1-based) of a multistep method given `history` stored outputs."""
-    order = min(opts.order, history)
+
+def register(
+    name: str,
+    *,
+    orders: tuple[int, ...] = (1,),
+    default_order: int | None = None,
+    stochastic: bool = False,
+    accepts_corrector: bool = False,
+    options: tuple[str, ...] = (),
+    label: str | None = None,
+):
+    """Decorator: register `fn` as solver `name` (its docstring's first line describes it)."""
+
+    def decorate(fn):
+        doc = inspect.getdoc(fn) or ""
+        spec = SolverSpec(
+            name,
+            fn,
+            orders,
+            default_order or max(orders),
+            doc.splitlines()[0] if doc else "",
+            stochastic,
+            accepts_corrector,
+            options,
+        )
+        SOLVERS.add(name, spec, label=label)
+        return fn
+
+    return decorate
+
+
+def step_order(i: int, grid: Grid, opts: SolverOptions) -> int:
+    """The order of step i (1-based) of a multistep method: opts.order once i - 1 earlier
+    outputs exist, lowered on the last steps of a short solve (lower_order_final)."""
+    order = min(opts.order, i)
     if opts.lower_order_final and grid.steps < LOWER_ORDER_FINAL_BELOW:
         order = min(order, grid.steps - i + 1)
     return order
 
 
-@register("ddim", orders=(1,))
+class MultistepMethod(Protocol):
+    """What a multistep method plugs into `multistep`."""
+
+    def observe(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor):
+        """Record the model's (x0, eps) at x = x_{i-1}; return x there (a corrector may move it)."""
+
+    def step(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        """x at t_i from x at t_{i-1} with a step of `order`."""
+
+
+def multistep(
+    ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions, method: MultistepMethod
+) -> torch.Tensor:
+    """The loop of every multistep solver: one model call at t_{i-1} per step, the method
+    observes it, then steps to t_i at the order `step_order` allows."""
+    for i in range(1, grid.steps + 1):
+        x0, eps = ev(x, grid.ts[i - 1])
+        x = method.observe(i, x, x0, eps)
+        x = method.step(i, x, step_order(i, grid, opts))
+        _callback(opts, i, x)
+    return x
+
+
+@register("ddim", orders=(1,), label="DDIM")
 def ddim(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DDIM (eta = 0): x_{i} = alpha_i x0_hat + sigma_i eps_hat, the first-order exponential
     integrator; identical to Euler in the VE-equivalent sigma = sigma_t / alpha_t."""
@@ -44,12 +109,6 @@ def ddim(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> tor
 
 
 # ------------------------------------------------------------------ shared pieces
-def _phi_terms(lambda_from, lambda_to):
-    """h = lambda_to - lambda_from and the two exponentials every step needs (float64 scalars)."""
-    h = lambda_to - lambda_from
-    return h, torch.expm1(-h), torch.expm1(h)
-
-
 def _callback(opts: SolverOptions, i: int, x: torch.Tensor) -> None:
     if opts.callback:
         opts.callback(i, x)
@@ -140,6 +199,31 @@ class _Corrector:
         self.last = (i, x_prev, order)
 
 
+class _Predictor:
+    """A multistep predictor UniC can follow: `observe` applies the corrector at the new point
+    (its `data` is the history of data predictions the predictors read) and `remember`s the
+    outputs the subclass keeps; `step` tells the corrector the step, then `advance`s."""
+
+    def __init__(self, grid: Grid, opts: SolverOptions, variant: str = "bh2"):
+        self.grid = grid
+        self.corrector = _Corrector(grid, opts, variant)
+
+    def observe(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor):
+        x = self.corrector.observe(x, x0)
+        self.remember(x0, eps)
+        return x
+
+    def remember(self, x0: torch.Tensor, eps: torch.Tensor) -> None:
+        """Keep what `advance` needs beyond the data predictions (nothing, by default)."""
+
+    def step(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        self.corrector.stepped(i, x, order)
+        return self.advance(i, x, order)
+
+    def advance(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------ DPM-Solver++ multistep
 def _dpmpp_multistep_update(grid: Grid, i: int, x: torch.Tensor, data: list, order: int):
     """One DPM-Solver++ step t_{i-1} -> t_i of order 1-3 from data predictions data[-1], data[-2],
@@ -161,53 +245,55 @@ def _dpmpp_multistep_update(grid: Grid, i: int, x: torch.Tensor, data: list, ord
     return x + grid.alphas[i] * (em1 / h + 1) * d1 - grid.alphas[i] * ((em1 + h) / h**2 - 0.5) * d2
 
 
-def _dpmpp_multistep(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions):
-    corrector = _Corrector(grid, opts)
-    for i in range(1, grid.steps + 1):
-        x0, _ = ev(x, grid.ts[i - 1])
-        x = corrector.observe(x, x0)
-        order = _effective_order(i, grid, opts, len(corrector.data))
-        corrector.stepped(i, x, order)
-        x = _dpmpp_multistep_update(grid, i, x, corrector.data, order)
-        _callback(opts, i, x)
-    return x
+class _DPMSolverPP(_Predictor):
+    def advance(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        return _dpmpp_multistep_update(self.grid, i, x, self.corrector.data, order)
 
 
-@register("dpmpp_2m", orders=(1, 2), accepts_corrector=True)
+@register("dpmpp_2m", orders=(1, 2), accepts_corrector=True, label="DPM-Solver++(2M)")
 def dpmpp_2m(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DPM-Solver++(2M): multistep second order in the data prediction (Lu et al. 2022)."""
-    return _dpmpp_multistep(ev, x, grid, opts)
+    return multistep(ev, x, grid, opts, _DPMSolverPP(grid, opts))
 
 
-@register("dpmpp_3m", orders=(1, 2, 3), accepts_corrector=True)
+@register("dpmpp_3m", orders=(1, 2, 3), accepts_corrector=True, label="DPM-Solver++(3M)")
 def dpmpp_3m(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DPM-Solver++(3M): multistep third order in the data prediction (Lu et al. 2022)."""
-    return _dpmpp_multistep(ev, x, grid, opts)
+    return multistep(ev, x, grid, opts, _DPMSolverPP(grid, opts))
 
 
-@register("sde_dpmpp_2m", orders=(1, 2), stochastic=True)
-def sde_dpmpp_2m(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
-    """SDE-DPM-Solver++(2M): the reverse SDE in the data prediction, midpoint form (Lu et al.
-    2022; diffusers' sde-dpmsolver++), noise drawn from opts.generator."""
-    data: list[torch.Tensor] = []
-    for i in range(1, grid.steps + 1):
-        x0, _ = ev(x, grid.ts[i - 1])
-        data = [*data[-1:], x0]
-        order = _effective_order(i, grid, opts, len(data))
+class _SDEDPMSolverPP:
+    """SDE-DPM-Solver++(2M)'s step: the data predictions at the last two points and fresh noise."""
+
+    def __init__(self, grid: Grid, opts: SolverOptions):
+        self.grid, self.generator = grid, opts.generator
+        self.data: list[torch.Tensor] = []
+
+    def observe(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor):
+        self.data = [*self.data[-1:], x0]
+        return x
+
+    def step(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        grid, x0 = self.grid, self.data[-1]
         h = grid.lambdas[i] - grid.lambdas[i - 1]
         one_minus = -torch.expm1(-2 * h)  # 1 - e^{-2h}
         d = x0
         if order == 2:
             r0 = (grid.lambdas[i - 1] - grid.lambdas[i - 2]) / h
-            d = x0 + 0.5 * (x0 - data[-2]) / r0
-        noise = torch.randn(x.shape, generator=opts.generator, dtype=x.dtype)
-        x = (
+            d = x0 + 0.5 * (x0 - self.data[-2]) / r0
+        noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype)
+        return (
             (grid.sigmas[i] / grid.sigmas[i - 1] * torch.exp(-h)) * x
             + grid.alphas[i] * one_minus * d
             + grid.sigmas[i] * torch.sqrt(one_minus) * noise
         )
-        _callback(opts, i, x)
-    return x
+
+
+@register("sde_dpmpp_2m", orders=(1, 2), stochastic=True, label="SDE-DPM-Solver++(2M)")
+def sde_dpmpp_2m(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M): the reverse SDE in the data prediction, midpoint form (Lu et al.
+    2022; diffusers' sde-dpmsolver++), noise drawn from opts.generator."""
+    return multistep(ev, x, grid, opts, _SDEDPMSolverPP(grid, opts))
 
 
 # ------------------------------------------------------------------ UniPC
@@ -231,29 +317,27 @@ def _unip_update(grid: Grid, i: int, x: torch.Tensor, data: list, order: int, va
     return x_next - grid.alphas[i] * b_h * prediction
 
 
-def _unipc(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions, variant: str):
-    corrector = _Corrector(grid, opts, variant)
-    corrector.enabled = True
-    for i in range(1, grid.steps + 1):
-        x0, _ = ev(x, grid.ts[i - 1])
-        x = corrector.observe(x, x0)
-        order = _effective_order(i, grid, opts, len(corrector.data))
-        corrector.stepped(i, x, order)
-        x = _unip_update(grid, i, x, corrector.data, order, variant)
-        _callback(opts, i, x)
-    return x
+class _UniPC(_Predictor):
+    """UniP with UniC after every step (the corrector is part of the method)."""
+
+    def __init__(self, grid: Grid, opts: SolverOptions, variant: str):
+        super().__init__(grid, opts, variant)
+        self.corrector.enabled, self.variant = True, variant
+
+    def advance(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        return _unip_update(self.grid, i, x, self.corrector.data, order, self.variant)
 
 
-@register("unipc_bh1", orders=(1, 2, 3), default_order=2)
+@register("unipc_bh1", orders=(1, 2, 3), default_order=2, label="UniPC (B(h) = h)")
 def unipc_bh1(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """UniPC with B(h) = h (Zhao et al. 2023): UniP + UniC in the data prediction, NFE = steps."""
-    return _unipc(ev, x, grid, opts, "bh1")
+    return multistep(ev, x, grid, opts, _UniPC(grid, opts, "bh1"))
 
 
-@register("unipc_bh2", orders=(1, 2, 3), default_order=2)
+@register("unipc_bh2", orders=(1, 2, 3), default_order=2, label="UniPC (B(h) = e^h - 1)")
 def unipc_bh2(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """UniPC with B(h) = e^h - 1 (Zhao et al. 2023): UniP + UniC in the data prediction."""
-    return _unipc(ev, x, grid, opts, "bh2")
+    return multistep(ev, x, grid, opts, _UniPC(grid, opts, "bh2"))
 
 
 # ------------------------------------------------------------------ DEIS
@@ -283,24 +367,30 @@ def _deis_weights(log_rhos: list[float], log_rho_to: float) -> list[float]:
     return weights
 
 
-@register("deis", orders=(1, 2, 3), accepts_corrector=True)
+class _DEIS(_Predictor):
+    """DEIS's step from the last three noise predictions (eps stays the model's under UniC, as
+    UniPC keeps its outputs)."""
+
+    def __init__(self, grid: Grid, opts: SolverOptions):
+        super().__init__(grid, opts)
+        self.noise: list[torch.Tensor] = []
+        self.log_rhos = (-grid.lambdas).tolist()  # rho = sigma / alpha = e^{-lambda}
+
+    def remember(self, x0: torch.Tensor, eps: torch.Tensor) -> None:
+        self.noise = [*self.noise[-2:], eps]
+
+    def advance(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        log_rhos, alphas = self.log_rhos, self.grid.alphas
+        weights = _deis_weights([log_rhos[i - 1 - k] for k in range(order)], log_rhos[i])
+        y = x / alphas[i - 1] + sum(w * self.noise[-1 - k] for k, w in enumerate(weights))
+        return alphas[i] * y
+
+
+@register("deis", orders=(1, 2, 3), accepts_corrector=True, label="DEIS")
 def deis(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DEIS tAB (Zhang & Chen 2022): x/alpha advanced by the exact integral of the Lagrange
     polynomial of eps in log(sigma/alpha), as diffusers' DEISMultistepScheduler."""
-    corrector = _Corrector(grid, opts)
-    noise: list[torch.Tensor] = []
-    log_rhos = (-grid.lambdas).tolist()  # rho = sigma / alpha = e^{-lambda}
-    for i in range(1, grid.steps + 1):
-        x0, eps = ev(x, grid.ts[i - 1])
-        x = corrector.observe(x, x0)  # eps stays the model's, as UniPC keeps its outputs
-        noise = [*noise[-2:], eps]
-        order = _effective_order(i, grid, opts, len(noise))
-        corrector.stepped(i, x, order)
-        weights = _deis_weights([log_rhos[i - 1 - k] for k in range(order)], log_rhos[i])
-        y = x / grid.alphas[i - 1] + sum(w * noise[-1 - k] for k, w in enumerate(weights))
-        x = grid.alphas[i] * y
-        _callback(opts, i, x)
-    return x
+    return multistep(ev, x, grid, opts, _DEIS(grid, opts))
 
 
 # ------------------------------------------------------------------ iPNDM
@@ -323,44 +413,46 @@ def _adams_bashforth_weights(nodes: list[float], to: float) -> list[float]:
     return weights
 
 
-def _ipndm(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions, variable: bool):
-    corrector = _Corrector(grid, opts)
-    sigmas = (grid.sigmas / grid.alphas).tolist()  # the VE-equivalent sigma~ = e^{-lambda}
-    slopes: list[torch.Tensor] = []  # d(x/alpha)/d sigma~ = eps
-    for i in range(1, grid.steps + 1):
-        x0, eps = ev(x, grid.ts[i - 1])
-        x = corrector.observe(x, x0)
-        slopes = [*slopes[-(opts.order - 1) :], eps] if opts.order > 1 else [eps]
-        order = _effective_order(i, grid, opts, len(slopes))
-        corrector.stepped(i, x, order)
-        step = sigmas[i] - sigmas[i - 1]
-        if variable:
+class _IPNDM(_Predictor):
+    """Adams-Bashforth on the slopes d(x/alpha)/d sigma~ = eps, sigma~ = e^{-lambda}: fixed
+    uniform-step coefficients, or variable-step ones from the nodes."""
+
+    def __init__(self, grid: Grid, opts: SolverOptions, variable: bool):
+        super().__init__(grid, opts)
+        self.keep, self.variable = opts.order, variable
+        self.sigmas = (grid.sigmas / grid.alphas).tolist()  # the VE-equivalent sigma~
+        self.slopes: list[torch.Tensor] = []
+
+    def remember(self, x0: torch.Tensor, eps: torch.Tensor) -> None:
+        self.slopes = [*self.slopes[-(self.keep - 1) :], eps] if self.keep > 1 else [eps]
+
+    def advance(self, i: int, x: torch.Tensor, order: int) -> torch.Tensor:
+        sigmas, alphas = self.sigmas, self.grid.alphas
+        if self.variable:
             nodes = [sigmas[i - 1 - k] for k in range(order)]
             weights = _adams_bashforth_weights(nodes, sigmas[i])
         else:
-            weights = [step * c for c in IPNDM_COEFFICIENTS[order]]
-        y = x / grid.alphas[i - 1] + sum(w * slopes[-1 - k] for k, w in enumerate(weights))
-        x = grid.alphas[i] * y
-        _callback(opts, i, x)
-    return x
+            weights = [(sigmas[i] - sigmas[i - 1]) * c for c in IPNDM_COEFFICIENTS[order]]
+        y = x / alphas[i - 1] + sum(w * self.slopes[-1 - k] for k, w in enumerate(weights))
+        return alphas[i] * y
 
 
-@register("ipndm", orders=(1, 2, 3, 4), accepts_corrector=True)
+@register("ipndm", orders=(1, 2, 3, 4), accepts_corrector=True, label="iPNDM")
 def ipndm(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """iPNDM (Zhang & Chen 2022; k-diffusion sample_ipndm): Adams-Bashforth on eps in
     x/alpha vs sigma/alpha with the fixed uniform-step coefficients and lower-order warm-up."""
-    return _ipndm(ev, x, grid, opts, variable=False)
+    return multistep(ev, x, grid, opts, _IPNDM(grid, opts, variable=False))
 
 
-@register("ipndm_v", orders=(1, 2, 3, 4), accepts_corrector=True)
+@register("ipndm_v", orders=(1, 2, 3, 4), accepts_corrector=True, label="iPNDM (variable step)")
 def ipndm_v(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """iPNDM with variable-step Adams-Bashforth coefficients (k-diffusion sample_ipndm_v):
     full order on any grid, where fixed coefficients fall to order 2 on non-uniform steps."""
-    return _ipndm(ev, x, grid, opts, variable=True)
+    return multistep(ev, x, grid, opts, _IPNDM(grid, opts, variable=True))
 
 
 # ------------------------------------------------------------------ single-step methods
-@register("heun", orders=(2,))
+@register("heun", orders=(2,), label="Heun (EDM)")
 def heun(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """EDM's Heun (Karras et al. 2022, Alg. 1 without churn) on x/alpha in sigma~ = sigma/alpha.
 
@@ -386,7 +478,7 @@ def _at_lambda(grid: Grid, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return t, grid.schedule.alpha(t), grid.schedule.sigma(t)
 
 
-@register("dpm_solver", orders=(1, 2, 3), default_order=3)
+@register("dpm_solver", orders=(1, 2, 3), default_order=3, label="DPM-Solver (singlestep)")
 def dpm_solver(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DPM-Solver-1/2/3 singlestep in the noise prediction (Lu et al. 2022, r1 = 1/2; r1 = 1/3,
     r2 = 2/3): `order` model calls per step. lower_order_final does not apply (each step is
@@ -417,3 +509,8 @@ def dpm_solver(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) 
         x = x_next
         _callback(opts, i, x)
     return x
+
+
+# DPM-Solver-v3 registers itself in its own module; importing it here makes SOLVERS complete
+# for anyone who imports this module (it imports this one first: `multistep`, `register`)
+import workbench.diffusion.dpm_solver_v3  # noqa: E402, F401
