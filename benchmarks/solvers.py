@@ -20,16 +20,11 @@ import torch
 
 from workbench.diffusion import GRIDS, DiffusionModel, VPSchedule, fit_grid, sample
 from workbench.diffusion.peers import diffusers_configurations, run_diffusers
-from workbench.diffusion.study import SolverStudy, solver_names
+from workbench.diffusion.study import SOLVER_PROBLEMS, SolverStudy, solver_names, study_for
 from workbench.metrics import mean_l2_error
-from workbench.toy import GaussianMixture
 
 NFES = (5, 10, 20)
 FITTED_FOR = ("dpmpp_2m", "unipc_bh2", "deis")
-PROBLEMS = {
-    "ring (std 0.1)": GaussianMixture.ring,
-    "unequal widths/weights": GaussianMixture.unequal,
-}
 
 
 def workbench_errors(study: SolverStudy) -> pd.DataFrame:
@@ -118,8 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 140)
     summary = []
-    for problem, make in PROBLEMS.items():
-        study = SolverStudy(make(), VPSchedule.linear_ddpm(), n_samples=args.samples, seed=0)
+    for problem in SOLVER_PROBLEMS:
+        study = study_for(problem, args.samples, 0)
         their_errors = diffusers_errors(study)
         for row in their_errors[their_errors.error.isna()].itertuples():
             print(f"{problem}: diffusers {row.config} at NFE {row.nfe} returned NaN")
