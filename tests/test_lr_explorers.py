@@ -6,14 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from widgets.explorers.lr_transfer import (
-    coord_check_figure,
-    lr_depth_explorer,
-    lr_width_explorer,
-    sweep_figure,
-)
+from widgets.explorers.lr_transfer import lr_depth_explorer, lr_width_explorer
+from widgets.lr_transfer_figures import coord_check_figure, sweep_figure
 from workbench import sweep
 from workbench.scaling import coordinate_check, lr_sweep, seed_averaged
+from workbench.scaling.summaries import CoordChecks, Transfer, TransferSweep
 
 WIDTHS = (16, 32)
 LRS = [2.0**k for k in range(-10, 3, 2)]  # 2^-10 ... 2^2: SP diverges at the top
@@ -50,8 +47,12 @@ def depth_sweeps(tmp_path_factory):
         }
 
 
+def summaries(sweeps, axis="width"):
+    return {key: TransferSweep.from_sweep(df, axis) for key, df in sweeps.items()}
+
+
 def test_width_explorer_every_swept_combination(width_sweeps):
-    explorer = lr_width_explorer(width_sweeps)
+    explorer = lr_width_explorer(summaries(width_sweeps))
     for (parametrization, optimizer), df in width_sweeps.items():
         for width in WIDTHS:
             for log2_lr in (-10.0, -4.0, 2.0):
@@ -65,7 +66,7 @@ def test_width_explorer_every_swept_combination(width_sweeps):
                 view = update.result
                 # the training panel shows exactly this run's curves, seed by seed
                 rows = df[(df.width == width) & (df.lr == 2.0**log2_lr)].sort_values("seed")
-                np.testing.assert_array_equal(view.curves, np.stack(rows.curve.to_numpy()))
+                np.testing.assert_array_equal(view.run.curves, np.stack(rows.curve.to_numpy()))
                 seeds = update.figures["training"]["data"][: 2 * len(rows) : 2]  # raw curves
                 for trace, curve in zip(seeds, rows.curve, strict=True):
                     np.testing.assert_array_equal(
@@ -84,7 +85,7 @@ def test_width_explorer_every_swept_combination(width_sweeps):
 
 
 def test_width_explorer_sweep_panel_matches_the_sweep(width_sweeps):
-    explorer = lr_width_explorer(width_sweeps)
+    explorer = lr_width_explorer(summaries(width_sweeps))
     update = explorer.update(parametrization="sp", optimizer="adam", value=32, log2_lr=-6.0)
     curves = update.figures["sweep"]["data"][: len(WIDTHS)]
     averaged = seed_averaged(width_sweeps[("sp", "adam")])
@@ -99,7 +100,7 @@ def test_width_explorer_sweep_panel_matches_the_sweep(width_sweeps):
 
 
 def test_width_explorer_refuses_what_was_not_swept_and_clamps_lr(width_sweeps):
-    explorer = lr_width_explorer(width_sweeps)
+    explorer = lr_width_explorer(summaries(width_sweeps))
     update = explorer.update(parametrization="sp", optimizer="sgd")
     assert not update.ok
     assert update.error == "SP, SGD was not swept; swept: SP, Adam; muP, Adam; muP, SGD"
@@ -115,14 +116,14 @@ def test_width_explorer_says_when_an_lr_is_outside_a_sweep(tmp_path, monkeypatch
     narrow = lr_sweep(
         parametrization="umup", widths=WIDTHS, lrs=[0.25, 0.5, 1.0], steps=5, progress=False
     )
-    explorer = lr_width_explorer({**width_sweeps, ("umup", "adam"): narrow})
+    explorer = lr_width_explorer(summaries({**width_sweeps, ("umup", "adam"): narrow}))
     update = explorer.update(parametrization="umup", optimizer="adam", log2_lr=-10.0)
-    assert update.ok and update.result.lr == 0.25
+    assert update.ok and update.result.run.lr == 0.25
     assert "outside this sweep" in update.figures["training"]["layout"]["title"]["text"]
 
 
 def test_depth_explorer_alpha_slider_and_correction(depth_sweeps):
-    explorer = lr_depth_explorer(depth_sweeps)
+    explorer = lr_depth_explorer(summaries(depth_sweeps, "depth"))
     assert explorer.controls["alpha"].step == 0.5
     for alpha in (0.0, 0.5, 1.0):
         for corrected in (True, False):
@@ -134,23 +135,93 @@ def test_depth_explorer_alpha_slider_and_correction(depth_sweeps):
             key = (alpha, True) if alpha == 1.0 else (alpha, corrected)
             df = depth_sweeps[key]
             rows = df[(df.depth == 4) & (df.lr == 2.0**-6)].sort_values("seed")
-            np.testing.assert_array_equal(update.result.curves, np.stack(rows.curve.to_numpy()))
+            np.testing.assert_array_equal(update.result.run.curves, np.stack(rows.curve.to_numpy()))
     assert not explorer.update(alpha=0.25).ok  # the slider moves in steps of 0.5
 
 
 def test_notebook_figures_have_finite_data(width_sweeps, depth_sweeps):
+    pair = {key: width_sweeps[key] for key in (("sp", "adam"), ("mup", "adam"))}
     figure = sweep_figure(
-        {"SP": width_sweeps[("sp", "adam")], "muP": width_sweeps[("mup", "adam")]}
+        Transfer.of(pair, {("sp", "adam"): "SP", ("mup", "adam"): "muP"}, "width")
     )
     assert len(figure.data) == 2 * (len(WIDTHS) + 1)
     for trace in figure.data:
         y = np.array([np.nan if v is None else v for v in trace.y], dtype=float)
         assert np.isfinite(y).any()
-    depth = sweep_figure({str(k): df for k, df in depth_sweeps.items()}, axis="depth", cols=2)
+    labels = {key: str(key) for key in depth_sweeps}
+    depth = sweep_figure(Transfer.of(depth_sweeps, labels, "depth"), cols=2)
     assert len(depth.data) == 4 * 3
-    checks = {"SP": coordinate_check(parametrization="sp", widths=(16, 32), steps=1)}
-    coord = coord_check_figure(checks)
+    checks = {"sp": coordinate_check(parametrization="sp", widths=(16, 32), steps=1)}
+    coord = coord_check_figure(CoordChecks(checks, {"sp": "SP"}))
     assert len(coord.data) == 4 * 2  # layers x (init, step 1)
     assert all(
         np.isfinite(trace.y).all() and (np.asarray(trace.y) > 0).all() for trace in coord.data
     )
+
+
+# ------------------------------------------------------------------------------ studies
+def test_study_sizes_are_defined_once_for_both_profiles():
+    from workbench.scaling.studies import depth_study, width_study
+
+    smoke, full = width_study(True, steps=99, seeds=5).size, width_study(False, steps=99, seeds=5)
+    assert (smoke.values, smoke.steps, smoke.seeds, smoke.octaves) == ((16, 32, 64), 30, (0,), 2)
+    assert (smoke.coord_values, smoke.coord_steps) == ((32, 64, 128), 2)
+    assert full.size.values == (16, 32, 64, 128, 256) and full.size.steps == 99
+    assert full.size.seeds == tuple(range(5)) and full.size.octaves == 1
+    depth = depth_study(True, width=16)
+    assert depth.size.values == depth.size.coord_values == (2, 4, 8) and depth.width == 16
+    assert depth_study().size.values == (2, 4, 8, 16, 32)
+
+
+def test_width_study_metric_names_and_explorer(tmp_path, monkeypatch):
+    from workbench.scaling.studies import StudySize, WidthStudy, coord_metric_rows
+
+    monkeypatch.setenv(sweep.CACHE_ENV, str(tmp_path))
+    study = WidthStudy(StudySize((16, 32), 4, (0,), 4, (16, 32), 1))
+    adam = study.transfer([("sp", "adam"), ("mup", "adam"), ("umup", "adam")])
+    sgd = study.transfer([("sp", "sgd"), ("mup", "sgd")])
+    atan2 = study.transfer([("mup", "adam"), ("mup", "adam_atan2")])
+    names = {
+        f"{p}.{o}.{metric}"
+        for p, rows in study.metric_tables(adam, sgd, atan2).items()
+        for o, row in rows.items()
+        for metric in row
+    }
+    per_width = {f"log2_lr_width{w}" for w in (16, 32)}
+    expected = {
+        f"{p}.adam.{m}"
+        for p in ("sp", "mup", "umup")
+        for m in {"drift_octaves", "transfer_penalty", *per_width}
+    } | {"sp.sgd.drift_octaves", "mup.sgd.drift_octaves", "mup.adam_atan2.drift_octaves"}
+    assert names == expected | {"mup.adam_atan2.max_offset_from_adam"}
+    # the table the notebook shows and the numbers it records are the same fits
+    assert adam.table.loc["drift", "SP Adam"] == adam.drift[("sp", "adam")]
+    assert adam.table.loc[32, "muP Adam"] == adam.log2_lr(("mup", "adam"))[32]
+    offsets = atan2.table_with_offset(("mup", "adam_atan2"), ("mup", "adam"), "diff")
+    assert offsets["diff"].drop("drift").abs().max() == atan2.offset(
+        ("mup", "adam_atan2"), ("mup", "adam")
+    )
+    assert "octaves under SP" in study.adam_summary(adam)
+    assert "than under Adam" in study.sgd_summary(sgd, adam)
+    checks = study.coordinate_checks()
+    assert set(coord_metric_rows(checks)) == {"SP", "muP", "u-muP"}
+    assert checks.verdicts().startswith("Verdicts: SP **")
+    # the explorer is built from the study's summaries, memoized by content
+    assert study.summaries()[("sp", "adam")] is adam.summaries[("sp", "adam")]
+    explorer = lr_width_explorer(study.summaries())
+    assert explorer.update(parametrization="umup", optimizer="adam", value=16).ok
+
+
+def test_depth_study_configurations_are_ids_with_labels():
+    from workbench.scaling.studies import DEPTH_CONFIGS
+
+    assert list(DEPTH_CONFIGS) == [
+        "alpha0_global",
+        "alpha0_corrected",
+        "alpha_half_global",
+        "alpha_half_corrected",
+        "alpha1",
+    ]
+    assert DEPTH_CONFIGS.label("alpha_half_corrected") == "alpha 1/2, lr x L^-1/2 (Depth-muP)"
+    with pytest.raises(ValueError, match="unknown depth configuration 'alpha2'; choose from"):
+        DEPTH_CONFIGS["alpha2"]

@@ -6,6 +6,8 @@
 - `tasks`: tasks generated in code (order-2 Markov chain, teacher-student, spirals)
 - `optimizers`: batched SGD, Adam, Adam-atan2 with a learning rate per run
 - `sweeps`: `lr_sweep`, `optimal_lr`; `coord_check`: `coordinate_check`
+- `summaries`: what the notebooks and explorers show of sweeps and checks
+- `studies`: notebooks 03 and 04's studies, their SMOKE and full sizes defined once
 """
 
 from workbench.scaling.coord_check import (
@@ -14,8 +16,15 @@ from workbench.scaling.coord_check import (
     coordinate_check,
     slope_table,
 )
-from workbench.scaling.models import MODELS, Model, build_model, forward, init_params
-from workbench.scaling.optimizers import OPTIMIZER_LABELS, OPTIMIZERS
+from workbench.scaling.models import (
+    MODELS,
+    Architecture,
+    Model,
+    build_model,
+    forward,
+    init_params,
+)
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
 from workbench.scaling.parametrizations import (
     PARAMETRIZATIONS,
     LayerRule,
@@ -40,11 +49,11 @@ __all__ = [
     "DEFAULT_TASK",
     "DIVERGENCE_FACTOR",
     "MODELS",
-    "OPTIMIZERS",
-    "OPTIMIZER_LABELS",
     "PARAMETRIZATIONS",
+    "SCALING_OPTIMIZERS",
     "SLOPE_THRESHOLD",
     "TASKS",
+    "Architecture",
     "CoordCheck",
     "LayerRule",
     "Model",

@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
-from workbench.scaling.models import DEFAULT_DEPTH, build_model, forward
-from workbench.scaling.optimizers import OPTIMIZERS
-from workbench.scaling.parametrizations import DEFAULT_BASE_WIDTH, check_choice
+from workbench.scaling.models import DEFAULT_DEPTH, Architecture, forward
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
+from workbench.scaling.parametrizations import DEFAULT_BASE_WIDTH
 from workbench.scaling.tasks import get_task
 from workbench.scaling.training import BatchedTraining, check_lrs, check_steps
 
@@ -98,7 +98,7 @@ def coordinate_check(
     With `depths` (two or more) and a single width, the check runs across depth instead:
     the table's `axis` column is the depth, and the layers compared are the input layer, the
     first and the last residual block ("first block", "last block") and the output."""
-    check_choice("optimizer", optimizer, OPTIMIZERS)
+    SCALING_OPTIMIZERS.check(optimizer)
     lr = check_lrs([DEFAULT_COORD_LR[optimizer] if lr is None else lr])[0]
     steps = check_steps(steps)
     if depths is None:
@@ -111,19 +111,10 @@ def coordinate_check(
         raise ValueError(f"a coordinate check needs at least two {axis}s, got {len(points)}")
     spec = get_task(task)
     probe = spec.eval_set(torch.float64)[0][:PROBE_SIZE]
+    architecture = Architecture(parametrization, model, alpha, lr_correction, base_width)
     rows = []
     for width, net_depth in points:
-        net = build_model(
-            model,
-            width=width,
-            depth=net_depth,
-            d_in=spec.d_in,
-            d_out=spec.d_out,
-            parametrization=parametrization,
-            alpha=alpha,
-            base_width=base_width,
-            lr_correction=lr_correction,
-        )
+        net = architecture.build(width, net_depth, spec.d_in, spec.d_out)
         names = _layer_names(net_depth) if axis == "depth" else None
         for step, sizes in enumerate(
             _activation_sizes(net, spec, optimizer, lr, steps, seeds, batch_size, probe)

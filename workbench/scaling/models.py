@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
+from workbench.registry import check_choice
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
 from workbench.scaling.parametrizations import (
     DEFAULT_BASE_WIDTH,
     PARAMETRIZATIONS,
     LayerRule,
     ParamRule,
-    check_choice,
     layer_rule,
-    optimizer_family,
     residual_scaling,
 )
 
@@ -63,7 +63,7 @@ class Model:
 
     def lr_multipliers(self, optimizer: str) -> dict[str, float]:
         """Each parameter's learning rate as a multiple of the global learning rate."""
-        optimizer_family(optimizer)
+        SCALING_OPTIMIZERS.check(optimizer)
         return {name: rule.lr(optimizer) for name, rule in self.param_rules().items()}
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -92,7 +92,7 @@ def build_model(
     (False: a plain residual net's global learning rate); `base_width` is muP's base model
     width (other parametrizations ignore it)."""
     kind = check_choice("model", model, MODELS)
-    check_choice("parametrization", parametrization, PARAMETRIZATIONS)
+    PARAMETRIZATIONS.check(parametrization)
     for name, value in (("width", width), ("depth", depth), ("base_width", base_width)):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -128,6 +128,31 @@ def build_model(
         Layer("output", "output", width, d_out, rule("output", width, d_out, base_width, d_out))
     )
     return Model(kind, width, depth, parametrization, alpha, tuple(layers))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything that fixes a model except its size and the task's input and output sizes:
+    sweeps and coordinate checks build every width and depth of a grid from one of these."""
+
+    parametrization: str
+    model: str = "mlp"
+    alpha: float | None = None
+    lr_correction: bool = True
+    base_width: int = DEFAULT_BASE_WIDTH
+
+    def build(self, width: int, depth: int, d_in: int, d_out: int) -> Model:
+        return build_model(
+            self.model,
+            width=width,
+            depth=depth,
+            d_in=d_in,
+            d_out=d_out,
+            parametrization=self.parametrization,
+            alpha=self.alpha,
+            base_width=self.base_width,
+            lr_correction=self.lr_correction,
+        )
 
 
 def init_params(

@@ -15,10 +15,12 @@ a = 1.27 ~ 4/pi makes the first step (|m_hat| = sqrt(v_hat)) equal Adam's; b = 1
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
+from workbench.registry import Registry
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -63,9 +65,19 @@ def adam_atan2_update(param, grad, state, lr, step) -> None:
     param.sub_(update.mul_(lr), alpha=ATAN2_A)
 
 
-OPTIMIZERS: dict[str, Update] = {
-    "sgd": sgd_update,
-    "adam": adam_update,
-    "adam_atan2": adam_atan2_update,
-}
-OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adam_atan2": "Adam-atan2"}
+@dataclass(frozen=True)
+class BatchedOptimizer:
+    """An update and the learning-rate rule a parametrization applies to it: "sgd", or "adam"
+    for updates invariant to the gradient's scale (Adam and Adam-atan2 share one rule)."""
+
+    update: Update
+    family: str
+
+
+# SCALING_: notebook 05's optimizers are workbench.optim.registry's OPTIMIZERS
+SCALING_OPTIMIZERS: Registry[BatchedOptimizer] = Registry("optimizer")
+SCALING_OPTIMIZERS.add("sgd", BatchedOptimizer(sgd_update, "sgd"), label="SGD")
+SCALING_OPTIMIZERS.add("adam", BatchedOptimizer(adam_update, "adam"), label="Adam")
+SCALING_OPTIMIZERS.add(
+    "adam_atan2", BatchedOptimizer(adam_atan2_update, "adam"), label="Adam-atan2"
+)

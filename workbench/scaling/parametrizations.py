@@ -26,8 +26,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from workbench.registry import Registry, check_choice
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
+
 ROLES = ("input", "hidden", "output")
-OPTIMIZER_FAMILY = {"sgd": "sgd", "adam": "adam", "adam_atan2": "adam"}
 DEFAULT_BASE_WIDTH = 32
 
 
@@ -41,7 +43,7 @@ class ParamRule:
     lr_adam: float
 
     def lr(self, optimizer: str) -> float:
-        family = optimizer_family(optimizer)
+        family = SCALING_OPTIMIZERS[optimizer].family
         return self.lr_sgd if family == "sgd" else self.lr_adam
 
     def scaled(self, *, multiplier: float = 1.0, lr_sgd: float = 1.0, lr_adam: float = 1.0):
@@ -128,25 +130,14 @@ def _umup(role, fan_in, fan_out, base_fan_in, base_fan_out) -> LayerRule:
     return LayerRule(weight, no_bias)
 
 
-PARAMETRIZATIONS: dict[str, Parametrization] = {
-    p.name: p
-    for p in (
-        Parametrization("sp", "SP", _standard, "PyTorch defaults, one global learning rate"),
-        Parametrization("ntk", "NTK", _ntk, "unit init, 1/sqrt(fan_in) multipliers"),
-        Parametrization("mup", "muP", _mup, "the mup package's muP, relative to a base width"),
-        Parametrization("umup", "u-muP", _umup, "unit-scaled muP, absolute in the width"),
-    )
-}
-
-
-def check_choice(kind: str, value: str, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; valid choices: {', '.join(choices)}")
-    return value
-
-
-def optimizer_family(optimizer: str) -> str:
-    return OPTIMIZER_FAMILY[check_choice("optimizer", optimizer, OPTIMIZER_FAMILY)]
+PARAMETRIZATIONS: Registry[Parametrization] = Registry("parametrization")
+for _parametrization in (
+    Parametrization("sp", "SP", _standard, "PyTorch defaults, one global learning rate"),
+    Parametrization("ntk", "NTK", _ntk, "unit init, 1/sqrt(fan_in) multipliers"),
+    Parametrization("mup", "muP", _mup, "the mup package's muP, relative to a base width"),
+    Parametrization("umup", "u-muP", _umup, "unit-scaled muP, absolute in the width"),
+):
+    PARAMETRIZATIONS.add(_parametrization.name, _parametrization)
 
 
 def layer_rule(
@@ -159,7 +150,7 @@ def layer_rule(
     base_fan_out: int | None = None,
 ) -> LayerRule:
     """The rule of one layer; base shapes default to the actual ones (width multiplier 1)."""
-    spec = PARAMETRIZATIONS[check_choice("parametrization", parametrization, PARAMETRIZATIONS)]
+    spec = PARAMETRIZATIONS[parametrization]
     check_choice("layer role", role, ROLES)
     for name, value in (("fan_in", fan_in), ("fan_out", fan_out)):
         if not (isinstance(value, int) and value >= 1):

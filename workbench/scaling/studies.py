@@ -1,14 +1,30 @@
-"""The sweeps behind notebooks 03 and 04, defined once: the notebooks, their explorers and the
-served app (widgets.app) all call these, so they share one disk cache (workbench.sweep).
+"""The studies behind notebooks 03 and 04, defined once: sizes (SMOKE and full), sweeps,
+coordinate checks, the sentences the notebooks print and the metrics they record. The
+notebooks, their explorers and the served app all call these, so they share one disk cache
+(workbench.sweep) and, within a process, one memo (workbench.memo).
 
 SMOKE sizes finish in seconds and run every code path; full sizes reproduce the claims.
+
+    study = width_study(smoke=False)            # notebook 03
+    adam = study.transfer([("sp", "adam"), ("mup", "adam")])
+    adam.table, adam.drift[("mup", "adam")], study.summaries()   # the explorer's sweeps
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
 import pandas as pd
 
-from workbench.scaling.sweeps import lr_sweep
+from workbench.memo import Memo
+from workbench.registry import Registry
+from workbench.scaling.coord_check import coordinate_check
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
+from workbench.scaling.parametrizations import PARAMETRIZATIONS
+from workbench.scaling.summaries import CoordChecks, Transfer, TransferSweep
+from workbench.scaling.sweeps import DEFAULT_BATCH, lr_sweep
+from workbench.scaling.tasks import DEFAULT_TASK, get_task
 
 # log2(lr) ranges per (parametrization, optimizer), wide enough to bracket every width's optimum
 WIDTH_RANGES: dict[tuple[str, str], tuple[int, int]] = {
@@ -19,14 +35,28 @@ WIDTH_RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("mup", "sgd"): (-6, 6),
     ("mup", "adam_atan2"): (-12, -1),
 }
-# (alpha, depth correction of the block learning rates) per residual configuration
-DEPTH_CONFIGS: dict[str, tuple[float, bool]] = {
-    "alpha 0, global lr (plain ResNet)": (0.0, False),
-    "alpha 0, lr x L^-1": (0.0, True),
-    "alpha 1/2, global lr": (0.5, False),
-    "alpha 1/2, lr x L^-1/2 (Depth-muP)": (0.5, True),
-    "alpha 1 (no correction needed)": (1.0, True),
-}
+# the coordinate check's learning rate per parametrization (u-muP's rates are absolute)
+COORD_LRS = {"sp": 2.0**-6, "mup": 2.0**-6, "umup": 2.0**-1}
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """A residual configuration of notebook 04: branch exponent and block learning rates."""
+
+    alpha: float
+    lr_correction: bool  # whether the blocks' learning rates get the depth correction
+    label: str
+
+
+DEPTH_CONFIGS: Registry[DepthConfig] = Registry("depth configuration")
+DEPTH_CONFIGS.add("alpha0_global", DepthConfig(0.0, False, "alpha 0, global lr (plain ResNet)"))
+DEPTH_CONFIGS.add("alpha0_corrected", DepthConfig(0.0, True, "alpha 0, lr x L^-1"))
+DEPTH_CONFIGS.add("alpha_half_global", DepthConfig(0.5, False, "alpha 1/2, global lr"))
+DEPTH_CONFIGS.add(
+    "alpha_half_corrected", DepthConfig(0.5, True, "alpha 1/2, lr x L^-1/2 (Depth-muP)")
+)
+DEPTH_CONFIGS.add("alpha1", DepthConfig(1.0, True, "alpha 1 (no correction needed)"))
+COORD_ALPHAS = (0.0, 0.5, 1.0)
 DEPTH_LOG2_RANGE = (-14, 0)
 # float64: a deep plain ResNet's training is chaotic near its optimum, so float32 rounding
 # (1e-7) grows to ~1% of the final loss in 150 steps; at depth 32 the seed-averaged curve is
@@ -36,6 +66,16 @@ DEPTH_LOG2_RANGE = (-14, 0)
 # In float64 every metric of the full run agrees to 2e-14 across code paths (the full notebook
 # takes ~1.8x as long: 171 s against 96 s here).
 DEPTH_DTYPE = "float64"
+
+# the sizes of each profile: (SMOKE, full)
+WIDTHS = ((16, 32, 64), (16, 32, 64, 128, 256))
+COORD_WIDTHS = ((32, 64, 128), (32, 64, 128, 256, 512))
+DEPTHS = ((2, 4, 8), (2, 4, 8, 16, 32))
+SMOKE_STEPS, SMOKE_SEEDS, SMOKE_COORD_STEPS = 30, 1, 2  # and a 2-octave learning-rate grid
+FULL_STEPS, FULL_SEEDS, FULL_COORD_STEPS = 150, 2, 4
+
+_SWEEPS = Memo("learning-rate transfer sweeps", maxsize=32)
+_SUMMARIES = Memo("learning-rate transfer summaries", maxsize=32)
 
 
 def log2_grid(low: int, high: int, step: int = 1) -> list[float]:
@@ -50,65 +90,259 @@ def log2_grid(low: int, high: int, step: int = 1) -> list[float]:
     return [2.0**k for k in range(low, high + 1, step)]
 
 
-def width_sizes(smoke: bool) -> tuple[int, ...]:
-    return (16, 32, 64) if smoke else (16, 32, 64, 128, 256)
+@dataclass(frozen=True)
+class StudySize:
+    """One profile of a study: what is swept, how long, and the coordinate check's sizes."""
+
+    values: tuple[int, ...]  # the widths (notebook 03) or depths (04) swept
+    steps: int
+    seeds: tuple[int, ...]
+    octaves: int  # spacing of the log2 learning-rate grid
+    coord_values: tuple[int, ...]  # the widths or depths of the coordinate check
+    coord_steps: int
+
+    @classmethod
+    def of(cls, sizes, coord_sizes, smoke: bool, steps: int, seeds: int) -> StudySize:
+        """SMOKE: the small sizes, 30 steps, one seed, a 2-octave grid; full: `steps` and
+        `seeds` (the notebook's parameters)."""
+        if smoke:
+            steps, seeds, octaves, coord_steps = SMOKE_STEPS, SMOKE_SEEDS, 2, SMOKE_COORD_STEPS
+        else:
+            octaves, coord_steps = 1, FULL_COORD_STEPS
+        profile = 0 if smoke else 1
+        return cls(
+            sizes[profile], steps, tuple(range(seeds)), octaves, coord_sizes[profile], coord_steps
+        )
 
 
-def depth_sizes(smoke: bool) -> tuple[int, ...]:
-    return (2, 4, 8) if smoke else (2, 4, 8, 16, 32)
+def _sweep(study, key: Hashable) -> pd.DataFrame:
+    return _SWEEPS.get((study, key), lambda: study.compute_sweep(key))
 
 
-def width_sweep(
-    parametrization: str,
-    optimizer: str,
-    *,
-    smoke: bool = False,
-    steps: int = 150,
-    seeds: int = 2,
-    backend=None,
-) -> pd.DataFrame:
-    """Notebook 03's sweep of one (parametrization, optimizer) over widths 16..256
-    (SMOKE: three widths, 30 steps, one seed, a 2-octave grid)."""
-    low, high = WIDTH_RANGES[(parametrization, optimizer)]
-    return lr_sweep(
-        parametrization=parametrization,
-        optimizer=optimizer,
-        widths=width_sizes(smoke),
-        lrs=log2_grid(low, high, 2 if smoke else 1),
-        seeds=tuple(range(1 if smoke else seeds)),
-        steps=30 if smoke else steps,
-        backend=backend,
-    )
+def _summary(study, key: Hashable) -> TransferSweep:
+    axis = study.axis
+    return _SUMMARIES.get((study, key), lambda: TransferSweep.from_sweep(_sweep(study, key), axis))
 
 
-def width_sweeps(
-    keys=tuple(WIDTH_RANGES), *, smoke: bool = False, steps: int = 150, seeds: int = 2, backend=None
-) -> dict[tuple[str, str], pd.DataFrame]:
+def _transfer(study, keys: Sequence[Hashable]) -> Transfer:
+    sweeps = {key: _sweep(study, key) for key in keys}
+    summaries = {key: _summary(study, key) for key in keys}
+    labels = {key: study.label(key) for key in keys}
+    return Transfer.of(sweeps, labels, study.axis, summaries)
+
+
+# --------------------------------------------------------------------------- notebook 03
+@dataclass(frozen=True)
+class WidthStudy:
+    """Notebook 03: MLP sweeps over widths, keyed by (parametrization, optimizer)."""
+
+    size: StudySize
+    axis = "width"
+
+    def label(self, key: tuple[str, str]) -> str:
+        parametrization, optimizer = key
+        parametrization_label = PARAMETRIZATIONS.label(parametrization)
+        return f"{parametrization_label} {SCALING_OPTIMIZERS.label(optimizer)}"
+
+    def compute_sweep(self, key: tuple[str, str]) -> pd.DataFrame:
+        parametrization, optimizer = key
+        low, high = WIDTH_RANGES[key]
+        return lr_sweep(
+            parametrization=parametrization,
+            optimizer=optimizer,
+            widths=self.size.values,
+            lrs=log2_grid(low, high, self.size.octaves),
+            seeds=self.size.seeds,
+            steps=self.size.steps,
+        )
+
+    def transfer(self, keys: Sequence[tuple[str, str]]) -> Transfer:
+        return _transfer(self, keys)
+
+    def summaries(self, keys=tuple(WIDTH_RANGES)) -> dict[tuple[str, str], TransferSweep]:
+        """The explorer's sweeps: (parametrization, optimizer) -> summary."""
+        return {key: _summary(self, key) for key in keys}
+
+    def coordinate_checks(self, parametrizations=("sp", "mup", "umup")) -> CoordChecks:
+        checks = {
+            p: coordinate_check(
+                parametrization=p,
+                widths=self.size.coord_values,
+                lr=COORD_LRS[p],
+                steps=self.size.coord_steps,
+            )
+            for p in parametrizations
+        }
+        return CoordChecks(checks, {p: PARAMETRIZATIONS.label(p) for p in parametrizations})
+
+    def describe(self) -> str:
+        task, size = get_task(DEFAULT_TASK), self.size
+        return (
+            f"task: {task.description}; Bayes loss {task.irreducible_loss:.4f} nats\n"
+            f"widths {size.values}, {size.steps} steps of batch {DEFAULT_BATCH}, "
+            f"seeds {size.seeds}"
+        )
+
+    def adam_summary(self, adam: Transfer) -> str:
+        drift, penalty, widths = adam.drift, adam.penalty, self.size.values
+        sp, mup, umup = ("sp", "adam"), ("mup", "adam"), ("umup", "adam")
+        return (
+            f"Across {widths[-1] // widths[0]}x width the Adam optimum moves "
+            f"**{drift[sp]:.2f} octaves under SP**, {drift[mup]:.2f} under muP and "
+            f"{drift[umup]:.2f} under u-muP. Training the width-{widths[-1]} model at the "
+            f"width-{widths[0]} optimum costs {100 * penalty[sp]:.1f}% in loss under SP, "
+            f"{100 * penalty[mup]:.1f}% under muP and {100 * penalty[umup]:.1f}% under u-muP."
+        )
+
+    def sgd_summary(self, sgd: Transfer, adam: Transfer) -> str:
+        sgd_sp, sgd_mup = sgd.drift[("sp", "sgd")], sgd.drift[("mup", "sgd")]
+        adam_sp = adam.drift[("sp", "adam")]
+        # the lowest final loss of each sweep over all its widths
+        best = {key: t.best_loss(key) for t in (sgd, adam) for key in t.sweeps}
+        return (
+            f"With SGD the SP optimum moves {sgd_sp:.2f} octaves and muP's {sgd_mup:.2f}. "
+            f"At width {self.size.values[-1]} the best loss is {best[('sp', 'sgd')]:.3f} (SP) / "
+            f"{best[('mup', 'sgd')]:.3f} (muP) with SGD against {best[('sp', 'adam')]:.3f} / "
+            f"{best[('mup', 'adam')]:.3f} with Adam in the same {self.size.steps} steps. "
+            f"Under SGD SP's optimum moves {'less' if sgd_sp < adam_sp else 'no less'} than "
+            f"under Adam ({sgd_sp:.2f} against {adam_sp:.2f} octaves)."
+        )
+
+    def atan2_summary(self, atan2: Transfer) -> str:
+        drift = atan2.drift[("mup", "adam_atan2")]
+        offset = atan2.offset(("mup", "adam_atan2"), ("mup", "adam"))
+        return (
+            f"muP Adam-atan2: optimum moves {drift:.2f} octaves; "
+            f"at most {offset:.2f} octaves from muP Adam's at any width"
+        )
+
+    def metric_tables(
+        self, adam: Transfer, sgd: Transfer, atan2: Transfer
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        """parametrization -> optimizer -> metric -> value (`record_table` rows)."""
+        tables: dict[str, dict[str, dict[str, float]]] = {}
+        for (p, o), drift in adam.drift.items():
+            row = {"drift_octaves": drift, "transfer_penalty": adam.penalty[(p, o)]}
+            for width, log2_lr in adam.log2_lr((p, o)).items():
+                row[f"log2_lr_width{width}"] = log2_lr
+            tables.setdefault(p, {})[o] = row
+        for (p, o), drift in sgd.drift.items():
+            tables.setdefault(p, {})[o] = {"drift_octaves": drift}
+        key = ("mup", "adam_atan2")
+        tables["mup"]["adam_atan2"] = {
+            "drift_octaves": atan2.drift[key],
+            "max_offset_from_adam": atan2.offset(key, ("mup", "adam")),
+        }
+        return tables
+
+
+def coord_metric_rows(checks: CoordChecks) -> dict[str, dict[str, object]]:
+    """Notebook 03's coordinate-check metrics, by the parametrization's label."""
     return {
-        key: width_sweep(*key, smoke=smoke, steps=steps, seeds=seeds, backend=backend)
-        for key in keys
+        checks.labels[key]: {
+            "verdict": check.verdict,
+            "steepest_output_slope": checks.steepest_slope(key, "output"),
+        }
+        for key, check in checks.checks.items()
     }
 
 
-def depth_sweeps(
-    *, smoke: bool = False, steps: int = 150, seeds: int = 2, width: int = 32, backend=None
-) -> dict[str, pd.DataFrame]:
-    """Notebook 04's sweeps: muP residual MLPs of `width` over depths 2..32, one per
-    DEPTH_CONFIGS entry (SMOKE: depths 2-8, 30 steps, one seed, a 2-octave grid)."""
-    low, high = DEPTH_LOG2_RANGE
-    return {
-        name: lr_sweep(
+def width_study(smoke: bool = False, *, steps: int = FULL_STEPS, seeds: int = FULL_SEEDS):
+    """Notebook 03's study at its SMOKE or full size."""
+    return WidthStudy(StudySize.of(WIDTHS, COORD_WIDTHS, smoke, steps, seeds))
+
+
+# --------------------------------------------------------------------------- notebook 04
+@dataclass(frozen=True)
+class DepthStudy:
+    """Notebook 04: muP residual MLPs of one width over depths, keyed by DEPTH_CONFIGS id."""
+
+    size: StudySize
+    width: int = 32
+    axis = "depth"
+
+    def label(self, key: str) -> str:
+        return DEPTH_CONFIGS.label(key)
+
+    def compute_sweep(self, key: str) -> pd.DataFrame:
+        config, (low, high) = DEPTH_CONFIGS[key], DEPTH_LOG2_RANGE
+        return lr_sweep(
             parametrization="mup",
             model="resmlp",
-            alpha=alpha,
-            lr_correction=corrected,
-            widths=[width],
-            depths=depth_sizes(smoke),
-            lrs=log2_grid(low, high, 2 if smoke else 1),
-            seeds=tuple(range(1 if smoke else seeds)),
-            steps=30 if smoke else steps,
+            alpha=config.alpha,
+            lr_correction=config.lr_correction,
+            widths=[self.width],
+            depths=self.size.values,
+            lrs=log2_grid(low, high, self.size.octaves),
+            seeds=self.size.seeds,
+            steps=self.size.steps,
             dtype=DEPTH_DTYPE,
-            backend=backend,
         )
-        for name, (alpha, corrected) in DEPTH_CONFIGS.items()
+
+    def transfer(self, keys: Sequence[str] = tuple(DEPTH_CONFIGS)) -> Transfer:
+        return _transfer(self, keys)
+
+    def summaries(self, keys=tuple(DEPTH_CONFIGS)) -> dict[tuple[float, bool], TransferSweep]:
+        """The explorer's sweeps: (alpha, lr_correction) -> summary."""
+        return {
+            (DEPTH_CONFIGS[key].alpha, DEPTH_CONFIGS[key].lr_correction): _summary(self, key)
+            for key in keys
+        }
+
+    def coordinate_checks(self, alphas=COORD_ALPHAS) -> CoordChecks:
+        checks = {
+            f"alpha{alpha:g}": coordinate_check(
+                parametrization="mup",
+                model="resmlp",
+                alpha=alpha,
+                widths=(self.width,),
+                depths=self.size.coord_values,
+                steps=self.size.coord_steps,
+            )
+            for alpha in alphas
+        }
+        return CoordChecks(checks, {f"alpha{a:g}": f"alpha {a:g}" for a in alphas})
+
+    def depth_summary(self, depth: Transfer) -> str:
+        drift, depths = depth.drift, self.size.values
+        plain, depth_mup = drift["alpha0_global"], drift["alpha_half_corrected"]
+        corrected_zero, half_global = drift["alpha0_corrected"], drift["alpha_half_global"]
+        verdict = "stays within 1 octave" if depth_mup <= 1.0 else "moves by more than an octave"
+        if corrected_zero <= 1.0 < half_global:
+            lesson = (
+                "at these depths it is the learning-rate correction, more than the branch "
+                "scale, that decides whether the optimum transfers"
+            )
+        elif corrected_zero > 1.0:
+            lesson = "the learning-rate correction alone does not make alpha 0 transfer"
+        else:
+            lesson = "here alpha 1/2 transfers even without its correction"
+        return (
+            f"From depth {depths[0]} to {depths[-1]} the plain ResNet's optimum moves "
+            f"**{plain:.2f} octaves** and Depth-muP's (alpha 1/2 with lr x L^-1/2) "
+            f"**{depth_mup:.2f}**: it {verdict}. Without its learning-rate correction alpha 1/2 "
+            f"moves {half_global:.2f} octaves; alpha 0 with the L^-1 correction moves "
+            f"{corrected_zero:.2f}: {lesson}."
+        )
+
+    @staticmethod
+    def stream_growth_summary(checks: CoordChecks) -> str:
+        return "residual stream RMS at init, deepest / shallowest: " + ", ".join(
+            f"{checks.labels[key]} {growth:.2f}x" for key, growth in checks.stream_growth().items()
+        )
+
+
+def stream_metric_rows(checks: CoordChecks) -> dict[str, dict[str, object]]:
+    """Notebook 04's coordinate-check metrics, by check id."""
+    growth = checks.stream_growth()
+    return {
+        key: {"verdict": check.verdict, "stream_growth": growth[key]}
+        for key, check in checks.checks.items()
     }
+
+
+def depth_study(
+    smoke: bool = False, *, steps: int = FULL_STEPS, seeds: int = FULL_SEEDS, width: int = 32
+) -> DepthStudy:
+    """Notebook 04's study at its SMOKE or full size."""
+    return DepthStudy(StudySize.of(DEPTHS, DEPTHS, smoke, steps, seeds), width)

@@ -19,13 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.scaling.models import DEFAULT_DEPTH, build_model
-from workbench.scaling.optimizers import OPTIMIZERS
-from workbench.scaling.parametrizations import (
-    DEFAULT_BASE_WIDTH,
-    PARAMETRIZATIONS,
-    check_choice,
-)
+from workbench.scaling.models import DEFAULT_DEPTH, Architecture
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
+from workbench.scaling.parametrizations import DEFAULT_BASE_WIDTH, PARAMETRIZATIONS
 from workbench.scaling.tasks import get_task
 from workbench.scaling.training import DTYPES, check_lrs, check_steps, train_runs
 from workbench.sweep import run_sweep
@@ -77,10 +73,10 @@ def lr_sweep(
     (width, depth) cells run on `backend` (workbench.backends: here by default, or local
     processes, or Dask workers).
     """
-    check_choice("parametrization", parametrization, PARAMETRIZATIONS)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_choice("dtype", dtype, DTYPES)
-    task_name = get_task(task).name
+    PARAMETRIZATIONS.check(parametrization)
+    SCALING_OPTIMIZERS.check(optimizer)
+    DTYPES.check(dtype)
+    spec = get_task(task)
     lrs = _increasing(check_lrs(lrs))
     steps = check_steps(DEFAULT_STEPS if steps is None else steps)
     widths = _positive_ints("widths", widths)
@@ -89,21 +85,13 @@ def lr_sweep(
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
     # validate the model configuration once, before any cell runs
-    build_model(
-        model,
-        width=widths[0],
-        depth=depths[0],
-        d_in=1,
-        d_out=1,
-        parametrization=parametrization,
-        alpha=alpha,
-        base_width=base_width,
-        lr_correction=lr_correction,
+    Architecture(parametrization, model, alpha, lr_correction, base_width).build(
+        widths[0], depths[0], spec.d_in, spec.d_out
     )
     config = {
         "parametrization": parametrization,
         "optimizer": optimizer,
-        "task": task_name,
+        "task": spec.name,
         "model": model,
         "alpha": alpha,
         "lr_correction": lr_correction,
@@ -154,17 +142,8 @@ def sweep_cell(
     """All learning rates and seeds of one (width, depth), trained as one batched model.
     (`torch_version` only keys the cache.)"""
     spec = get_task(task)
-    net = build_model(
-        model,
-        width=width,
-        depth=depth,
-        d_in=spec.d_in,
-        d_out=spec.d_out,
-        parametrization=parametrization,
-        alpha=alpha,
-        base_width=base_width,
-        lr_correction=lr_correction,
-    )
+    architecture = Architecture(parametrization, model, alpha, lr_correction, base_width)
+    net = architecture.build(width, depth, spec.d_in, spec.d_out)
     run_lrs = [lr for lr in lrs for _ in seeds]
     run_seeds = [s for _ in lrs for s in seeds]
     result = train_runs(
@@ -347,9 +326,15 @@ def _curve(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def optimum_table(sweeps: Mapping[str, pd.DataFrame], axis: str = "width") -> pd.DataFrame:
     """log2 of the fitted optimal lr, one column per sweep, one row per width (or depth), with
     a last row `drift` (octaves, max - min) and an `edge` row naming any optimum at an edge."""
+    return optima_table(
+        {label: optimal_lr(df).reset_index().set_index(axis) for label, df in sweeps.items()}, axis
+    )
+
+
+def optima_table(optima_by_sweep: Mapping[str, pd.DataFrame], axis: str) -> pd.DataFrame:
+    """`optimum_table` from optima already fitted (`optimal_lr` frames indexed by `axis`)."""
     columns, edges, drifts = {}, {}, {}
-    for label, df in sweeps.items():
-        optima = optimal_lr(df).reset_index().set_index(axis)
+    for label, optima in optima_by_sweep.items():
         columns[label] = optima.log2_lr
         drifts[label] = drift_octaves(optima)
         flagged = [f"{value}: {edge}" for value, edge in optima.edge.items() if edge]

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
-from workbench.scaling.parametrizations import check_choice
+from workbench.memo import memoized
+from workbench.registry import Registry
 
 TASK_SEED = 1234  # fixes the teacher, the chain and the held-out sets
 EVAL_SIZE = 1024
@@ -59,7 +59,7 @@ class Task:
 
 
 # --------------------------------------------------------------------- teacher-student
-@lru_cache(maxsize=1)
+@memoized("teacher network", maxsize=1)
 def _teacher() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(TASK_SEED)
     w1 = torch.randn(16, 64, generator=g, dtype=torch.float64) / math.sqrt(16)
@@ -94,7 +94,7 @@ VOCAB = 8
 ORDER = 2
 
 
-@lru_cache(maxsize=1)
+@memoized("Markov chain", maxsize=1)
 def markov_chain() -> tuple[torch.Tensor, torch.Tensor]:
     """Transition probabilities P[context, next] (contexts = VOCAB**ORDER) and their
     stationary distribution, from a Dirichlet(0.3) draw with the task seed."""
@@ -113,7 +113,7 @@ def markov_chain() -> tuple[torch.Tensor, torch.Tensor]:
     return transitions, pi / pi.sum()
 
 
-@lru_cache(maxsize=1)
+@memoized("Markov chain entropy", maxsize=1)
 def markov_entropy() -> float:
     transitions, pi = markov_chain()
     entropy = -(transitions * torch.log(transitions.clamp_min(1e-300))).sum(-1)
@@ -132,45 +132,53 @@ def _markov(generator: torch.Generator, batch: int):
     return x.to(torch.float64), following
 
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task(
-            "teacher_student",
-            16,
-            4,
-            "mse",
-            "regress a random 16-64-4 tanh teacher (unit output variance), MSE / 2",
-            _teacher_student,
-            lambda: 0.0,
-        ),
-        Task(
-            "spirals",
-            2,
-            SPIRAL_ARMS,
-            "xent",
-            f"{SPIRAL_ARMS} interleaved 2-D spirals, noise {SPIRAL_NOISE}, cross-entropy",
-            _spirals,
-        ),
-        Task(
-            "markov",
-            VOCAB * ORDER,
-            VOCAB,
-            "xent",
-            f"next token of an order-{ORDER} Markov chain over {VOCAB} tokens, cross-entropy",
-            _markov,
-            lambda: markov_entropy(),
-        ),
-    )
-}
+TASKS: Registry[Task] = Registry("task")
+TASKS.add(
+    "teacher_student",
+    Task(
+        "teacher_student",
+        16,
+        4,
+        "mse",
+        "regress a random 16-64-4 tanh teacher (unit output variance), MSE / 2",
+        _teacher_student,
+        lambda: 0.0,
+    ),
+    label="teacher-student",
+)
+TASKS.add(
+    "spirals",
+    Task(
+        "spirals",
+        2,
+        SPIRAL_ARMS,
+        "xent",
+        f"{SPIRAL_ARMS} interleaved 2-D spirals, noise {SPIRAL_NOISE}, cross-entropy",
+        _spirals,
+    ),
+    label="spirals",
+)
+TASKS.add(
+    "markov",
+    Task(
+        "markov",
+        VOCAB * ORDER,
+        VOCAB,
+        "xent",
+        f"next token of an order-{ORDER} Markov chain over {VOCAB} tokens, cross-entropy",
+        _markov,
+        lambda: markov_entropy(),
+    ),
+    label="Markov chain",
+)
 DEFAULT_TASK = "markov"
 
 
 def get_task(name: str | None) -> Task:
-    return TASKS[check_choice("task", name or DEFAULT_TASK, TASKS)]
+    return TASKS[name or DEFAULT_TASK]
 
 
-@lru_cache(maxsize=8)
+@memoized("held-out sets", maxsize=8)
 def _eval_set(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(TASK_SEED + 1)
     return TASKS[name].draw(generator, EVAL_SIZE)

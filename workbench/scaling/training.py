@@ -21,14 +21,16 @@ import numpy as np
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
+from workbench.registry import Registry
 from workbench.scaling.models import Model, forward, init_params
-from workbench.scaling.optimizers import OPTIMIZERS
-from workbench.scaling.parametrizations import check_choice
+from workbench.scaling.optimizers import SCALING_OPTIMIZERS
 from workbench.scaling.tasks import Task
 
 DIVERGENCE_FACTOR = 100.0
 DATA_SEED_OFFSET = 10_000  # data streams differ from the init streams of the same seed
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES: Registry[torch.dtype] = Registry(
+    "dtype", {"float32": torch.float32, "float64": torch.float64}
+)
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,14 @@ class BatchedTraining:
     ):
         """`initial` (name -> (R, *shape)) replaces the seeded initialization; the seeds
         still choose each run's data stream."""
-        self.update = OPTIMIZERS[check_choice("optimizer", optimizer, OPTIMIZERS)]
+        self.update = SCALING_OPTIMIZERS[optimizer].update
         lrs = check_lrs(lrs)
         if len(seeds) != len(lrs):
             raise ValueError(f"one seed per run: {len(lrs)} learning rates, {len(seeds)} seeds")
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.model, self.task = model, task
-        self.dtype = DTYPES[check_choice("dtype", dtype, DTYPES)]
+        self.dtype = DTYPES[dtype]
         self.shapes = model.shapes()
         self.sizes = [math.prod(shape) for shape in self.shapes.values()]
         if initial is None:
