@@ -19,18 +19,12 @@ import time
 import pandas as pd
 import torch
 
-from workbench.optim import OPTIMIZERS, SOAP, KroneckerQuadratic, PSGDKron, Shampoo
+from workbench.optim import SOAP, PSGDKron, Shampoo
 from workbench.optim.problems import TeacherStudentMLP
-from workbench.optim.race import lr_sweep, race, race_table
+from workbench.optim.race import race, race_table
+from workbench.optim.study import race_setups, race_sweeps, study_size
 
-PROBLEMS = {
-    "quadratic (rotated, kappa 1e3)": (
-        lambda: KroneckerQuadratic(kappa=1e3, rotated=True),
-        {"problem": "quadratic", "kappa": 1e3, "rotated": True},
-        200,
-    ),
-    "MLP (teacher-student)": (TeacherStudentMLP, {"problem": "mlp"}, 300),
-}
+RACED = ("quadratic", "mlp")  # notebook 05's race problems the benchmark times (full size)
 
 
 def fastest_race(problem, lrs: dict[str, float], steps: int, repeats: int) -> dict:
@@ -44,14 +38,15 @@ def fastest_race(problem, lrs: dict[str, float], steps: int, repeats: int) -> di
 
 
 def race_tables(repeats: int) -> dict[str, pd.DataFrame]:
+    size = study_size(smoke=False)
+    setups = race_setups(size)
+    sweeps = race_sweeps(size)
     tables = {}
-    for title, (make, cell, steps) in PROBLEMS.items():
-        options = {k: v for k, v in cell.items() if k != "problem"}
-        sweep = lr_sweep(cell["problem"], list(OPTIMIZERS), steps, progress=False, **options)
-        problem = make()
-        lrs = {name: sweep.tuned(name).lr for name in OPTIMIZERS}
-        traces = fastest_race(problem, lrs, steps, repeats)
-        tables[title] = race_table(traces, problem.target, problem.n_params * 8)
+    for key in RACED:
+        problem = setups[key].build(seed=0)
+        lrs = {name: sweeps[key].tuned(name).lr for name in sweeps[key].optimizers}
+        traces = fastest_race(problem, lrs, setups[key].steps, repeats)
+        tables[setups[key].label] = race_table(traces, problem.target, problem.n_params * 8)
     return tables
 
 

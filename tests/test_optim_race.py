@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from workbench.optim import findings
 from workbench.optim.problems import (
+    PROBLEMS,
     KroneckerQuadratic,
     MatrixLeastSquares,
     TeacherStudentMLP,
@@ -20,7 +22,9 @@ from workbench.optim.race import (
     final_loss,
     finishing_order,
     lr_sweep,
+    octaves_table,
     race,
+    race_metrics,
     race_table,
     steps_text,
     steps_to_target,
@@ -28,7 +32,7 @@ from workbench.optim.race import (
     train,
 )
 from workbench.optim.registry import OPTIMIZERS, make_optimizer
-from workbench.optim.study import OptimizerStudy
+from workbench.optim.study import OptimizerStudy, RaceSetup, race_setups, run_race, study_size
 from workbench.sweep import clear_memory_cache
 
 
@@ -102,8 +106,16 @@ def test_mlp_gradient_matches_finite_differences():
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("rosenbrock", {}, "problem must be one of 'quadratic', 'least_squares', 'mlp'"),
-        ("quadratic", {"condition": 10}, "quadratic has no option 'condition'; valid: rows"),
+        (
+            "rosenbrock",
+            {},
+            "unknown problem 'rosenbrock'; choose from quadratic, least_squares, mlp",
+        ),
+        (
+            "quadratic",
+            {"condition": 10},
+            "unknown quadratic option 'condition'; choose from rows, cols",
+        ),
         ("quadratic", {"kappa": 0.5}, r"kappa \(condition number\) must be a finite number >= 1"),
         ("least_squares", {"out_rows": 3}, "out_rows >= rows"),
     ],
@@ -114,7 +126,7 @@ def test_bad_problems_are_refused(name, options, message):
 
 
 def test_unknown_optimizer_is_refused():
-    with pytest.raises(ValueError, match="optimizer must be one of 'sgd', 'adam'"):
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'; choose from sgd, adam"):
         make_optimizer("lion", [torch.zeros(2, requires_grad=True)], 1e-3)
     with pytest.raises(ValueError, match="adam has no preconditioning frequency"):
         make_optimizer("adam", [torch.zeros(2, requires_grad=True)], 1e-3, frequency=5)
@@ -167,7 +179,7 @@ def test_lr_sweep_tunes_each_optimizer_and_caches():
         assert sweep.tuned(name).final_loss == best
     with pytest.raises(ValueError, match=r"outside the swept range 2\^-4..2\^1"):
         sweep.run("adam", 5)
-    with pytest.raises(ValueError, match="'muon' is not in this sweep"):
+    with pytest.raises(ValueError, match="unknown optimizer in this sweep 'muon'; choose from"):
         sweep.runs("muon")
     again = lr_sweep(
         "quadratic", ["sgd", "adam"], 30, kappa=100.0, rotated=True, lr_log2=(-4, 1), progress=False
@@ -262,3 +274,54 @@ def test_a_sweep_in_worker_processes_gives_the_same_runs(tmp_path, monkeypatch):
         for a, b in zip(here.runs(name), there.runs(name), strict=True):
             assert np.array_equal(a.losses, b.losses)
     assert len(list((tmp_path / "elsewhere").glob("*.json"))) == 2  # computed there, stored
+
+
+def test_study_records_ids_and_selects_the_invariant_methods():
+    study = OptimizerStudy(steps=40, lr_log2=(-4, -1), optimizers=("adam", "soap", "sgd"))
+    assert study.basis_invariant(1e3) == ["sgd", "soap"]
+    metrics = study.rotation_metrics((1e3,))
+    assert list(metrics)[:2] == ["kappa1000.axis-aligned.adam", "kappa1000.axis-aligned.soap"]
+    table = study.rotation_table((1e3,))
+    assert metrics["kappa1000.rotated.sgd"] == {
+        "log10_final_loss": np.log10(table[(1e3, "rotated")]["sgd"])
+    }
+    # an equal study shares the memoized sweeps (content keys, not identity)
+    same = OptimizerStudy(steps=40, lr_log2=(-4, -1), optimizers=("adam", "soap", "sgd"))
+    assert same.sweep(1e3, True) is study.sweep(1e3, True)
+
+
+def test_race_setups_are_keyed_by_id_with_labels():
+    setups = race_setups(study_size(True))
+    assert list(setups) == ["quadratic", "least_squares", "mlp"]
+    assert [s.label for s in setups.values()] == [
+        "quadratic (rotated, kappa 1e3)",
+        "least squares (kappa 1e3)",
+        "MLP (teacher-student)",
+    ]
+    assert [s.steps for s in setups.values()] == [40, 40, 40]
+    assert study_size(False).mlp_steps == 300 and study_size(False).lr_log2 == (-12, 2)
+    assert OPTIMIZERS.label("soap_adam_betas") == "SOAP (Adam's betas)"
+    assert PROBLEMS.options()["least squares"] == "least_squares"
+
+
+def test_race_metrics_octaves_and_findings():
+    setup = RaceSetup("quadratic", 30, 1e2, True)
+    study = OptimizerStudy(steps=30, lr_log2=(-4, 0), optimizers=("sgd", "adam", "shampoo"))
+    sweep = study.sweep(1e2, True)
+    result = run_race(setup, sweep)
+    metrics = race_metrics(result.table)
+    assert set(metrics) == {"sgd", "adam", "shampoo"}
+    for name, row in metrics.items():
+        assert row["tuned_lr_log2"] == sweep.tuned_lr_log2(name)
+        assert row["state_bytes"] == result.traces[name].state_bytes
+        assert row["steps_to_target"] == result.traces[name].steps_to(result.target)
+    octaves = octaves_table({"quadratic": sweep})
+    assert octaves.loc["adam", "quadratic"] == sweep.near_optimal_octaves("adam")
+    text = findings.momentum_paragraph(result.table, 30, 1e2, study_rotation(sweep), 1e2)
+    assert "Polyak's optimal heavy-ball momentum 0.669" in text and "10^2" in text
+
+
+def study_rotation(sweep):
+    """A one-kappa rotation table with the same sweep in both bases (enough for the prose)."""
+    column = sweep.table(1e-6)["final loss"]
+    return pd.DataFrame({(1e2, "axis-aligned"): column, (1e2, "rotated"): column})

@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from widgets.explorers.optimizers import (
-    FREQUENCIES,
-    gd_rate_figure,
-    optimizer_explorer,
-    race_figure,
-    sensitivity_figure,
-    study_for,
+from widgets.explorers.optimizers import FREQUENCIES, optimizer_explorer, optimizers_app
+from widgets.optimizer_figures import gd_rate_figure, race_figure, sensitivity_figure
+from workbench.optim.race import race, race_table
+from workbench.optim.study import (
+    SECONDS_PER_STEP,
+    SWEEPS,
+    OptimizerStudy,
+    RaceResult,
+    RaceSetup,
+    study_size,
 )
-from workbench.optim.race import race
+from workbench.optim.theory import GDStepScan
 
 STEPS, LR_LOG2 = 30, (-6, -1)
 
@@ -22,9 +25,11 @@ STEPS, LR_LOG2 = 30, (-6, -1)
 def explorer(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("WORKBENCH_CACHE", str(tmp_path_factory.mktemp("sweeps")))
-    study_for.cache_clear()
-    yield optimizer_explorer(steps=STEPS, lr_log2=LR_LOG2)
-    study_for.cache_clear()
+    SWEEPS.clear()
+    SECONDS_PER_STEP.clear()
+    yield optimizer_explorer(OptimizerStudy(steps=STEPS, lr_log2=LR_LOG2))
+    SWEEPS.clear()
+    SECONDS_PER_STEP.clear()
     mp.undo()
 
 
@@ -55,7 +60,7 @@ def test_panels_show_the_selected_runs(explorer):
         optimizers=("adam", "soap"), lr_shift=0, kappa=1e3, rotated=True, frequency="default"
     )
     view = update.result
-    sweep = study_for(STEPS, LR_LOG2, 0).sweep(1e3, True, None)
+    sweep = OptimizerStudy(steps=STEPS, lr_log2=LR_LOG2).sweep(1e3, True, None)
     for entry in view.entries:
         assert entry.run is sweep.tuned(entry.optimizer)
     steps = update.figures["steps"]["data"]
@@ -108,18 +113,19 @@ def test_updates_select_from_the_cache(explorer):
 
 
 def test_the_notebook_figures_are_finite_and_complete(explorer):
-    study = study_for(STEPS, LR_LOG2, 0)
+    study = OptimizerStudy(steps=STEPS, lr_log2=LR_LOG2)
     sweep = study.sweep(1e3, True, None)
     figure = sensitivity_figure({"quadratic": sweep})
     names = {trace.name for trace in figure.data if trace.showlegend is not False}
     assert names == set(sweep.optimizers)
     problem = study.problem(1e3, True)
     traces = race(problem, {"adam": 0.1, "soap": 0.1}, steps=10, progress=False)
-    figure = race_figure({"quadratic": traces}, {"quadratic": 1e-6})
+    table = race_table(traces, 1e-6, problem.n_params * 8)
+    figure = race_figure({"quadratic": RaceResult(RaceSetup("quadratic", 10), 1e-6, traces, table)})
     assert len(figure.data) == 2 * 2 + 2  # two optimizers x (steps, clock) + two target lines
     eigenvalues = problem.eigenvalues().numpy()
     rates = np.array([0.9, 0.95])
-    figure = gd_rate_figure(eigenvalues, np.array([0.5, 1.0]), rates)
+    figure = gd_rate_figure(GDStepScan(eigenvalues, np.array([0.5, 1.0]), rates))
     for trace in figure.data:
         assert len(trace.y) and np.isfinite(np.asarray(trace.y, dtype=float)).all()
     theory = np.asarray(figure.data[0].y)
@@ -138,3 +144,22 @@ def test_the_step_panel_names_optimizers_shifted_off_the_grid(explorer):
         "off the grid"
         not in explorer.update(lr_shift=0).figures["steps"]["layout"]["title"]["text"]
     )
+
+
+def test_the_served_app_is_the_notebooks_smoke_size(explorer):
+    size = study_size(True)
+    served = optimizers_app(smoke=True)
+    assert f"2^{size.lr_log2[0]}..2^{size.lr_log2[1]}" in served.description
+    assert f"after {size.quad_steps} steps" in served.description
+    assert study_size(False).quad_steps == 200 and size.quad_steps == 40
+
+
+def test_the_view_counts_steps_and_seconds_to_the_target(explorer):
+    view = explorer.update(optimizers=("adam", "sgd"), lr_shift=0, frequency="default").result
+    for entry in view.entries:
+        reached = entry.steps_to_target
+        if reached is None:
+            assert entry.seconds_to_target is None
+        else:
+            assert entry.run.losses[reached] <= view.target
+            assert entry.seconds_to_target == reached * entry.seconds_per_step

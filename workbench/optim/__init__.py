@@ -2,7 +2,10 @@
 
 ``Shampoo``, ``SOAP``, ``PSGDKron`` and ``Muon`` are ``torch.optim.Optimizer`` subclasses;
 ``FullMatrixPreconditioned`` is the exact-inverse-Hessian ideal they approximate. ``OPTIMIZERS``
-is the registry the race and the notebook use (with torch's SGD, Adam and Adafactor).
+is the registry the race and the notebook use (with torch's SGD, Adam and Adafactor), and
+``PROBLEMS`` the registry of what they race on. Notebook 05's study (its sizes, sweeps and
+race) is ``workbench.optim.study``, the sentences it writes from the numbers
+``workbench.optim.findings``.
 """
 
 from workbench.optim._common import state_bytes

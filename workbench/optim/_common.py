@@ -46,12 +46,6 @@ def check_positive_int(name: str, value: int) -> int:
     return int(value)
 
 
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def check_betas(betas: Sequence[float], *, second_closed: bool = False) -> tuple[float, float]:
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -68,6 +62,14 @@ def check_real_tensor(optimizer: str, grad: torch.Tensor) -> None:
         raise ValueError(f"{optimizer} does not support complex parameters")
 
 
+def evaluate_closure(closure) -> float | None:
+    """The loss an optimizer's ``step(closure)`` returns: the closure's, with gradients on."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class PerParameterOptimizer(Optimizer):
     """An optimizer whose step updates each parameter on its own: ``_update(p, group, index)``.
 
@@ -78,10 +80,7 @@ class PerParameterOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         index = 0
         for group in self.param_groups:
             for p in group["params"]:

@@ -12,7 +12,7 @@ import torch
 from torch.optim import Optimizer
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
-from workbench.optim._common import check_lr
+from workbench.optim._common import check_lr, evaluate_closure
 
 
 class FullMatrixPreconditioned(Optimizer):
@@ -38,10 +38,7 @@ class FullMatrixPreconditioned(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         (group,) = self.param_groups
         params = group["params"]
         grad = torch.cat(

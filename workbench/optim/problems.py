@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
+from workbench.registry import Registry, check_choice
 
 DTYPE = torch.float64
 
@@ -225,22 +226,16 @@ class TeacherStudentMLP(Problem):
         return loss.item()
 
 
-PROBLEMS = {
-    "quadratic": KroneckerQuadratic,
-    "least_squares": MatrixLeastSquares,
-    "mlp": TeacherStudentMLP,
-}
+PROBLEMS: Registry[type[Problem]] = Registry("problem")
+PROBLEMS.add("quadratic", KroneckerQuadratic, label="quadratic")
+PROBLEMS.add("least_squares", MatrixLeastSquares, label="least squares")
+PROBLEMS.add("mlp", TeacherStudentMLP, label="MLP (teacher-student)")
 
 
 def make_problem(name: str, **options) -> Problem:
     """A problem by registry name; options are its constructor's keyword arguments."""
-    if name not in PROBLEMS:
-        raise ValueError(f"problem must be one of {', '.join(map(repr, PROBLEMS))}, got {name!r}")
     cls = PROBLEMS[name]
     valid = [f for f, spec in cls.__dataclass_fields__.items() if spec.init]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"{name} has no option {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
-        )
+    for option in sorted(options):
+        check_choice(f"{name} option", option, valid)
     return cls(**options)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ import workbench._torch  # noqa: F401  (one intra-op thread)
 from workbench.optim._common import check_lr, state_bytes
 from workbench.optim.problems import Problem, make_problem
 from workbench.optim.registry import OPTIMIZERS, optimizer_spec
+from workbench.registry import unknown_choice
 from workbench.sweep import run_sweep
 
 DIVERGED_ABOVE = 1e3
@@ -257,7 +259,7 @@ class LRSweep:
     def runs(self, optimizer: str) -> list[Run]:
         """The optimizer's runs in increasing learning rate."""
         if optimizer not in self._runs:
-            raise ValueError(f"{optimizer!r} is not in this sweep; it has {self.optimizers}")
+            raise unknown_choice("optimizer in this sweep", optimizer, self.optimizers)
         return [self._runs[optimizer][k] for k in sorted(self._runs[optimizer])]
 
     def tuned_lr_log2(self, optimizer: str) -> int:
@@ -298,6 +300,15 @@ class LRSweep:
                 }
             )
         return pd.DataFrame(rows).set_index("optimizer")
+
+
+def octaves_table(sweeps: Mapping[str, LRSweep]) -> pd.DataFrame:
+    """Grid learning rates within 10x of the best final loss: optimizers x sweeps (by key)."""
+    optimizers = next(iter(sweeps.values())).optimizers
+    return pd.DataFrame(
+        {key: [sweep.near_optimal_octaves(o) for o in optimizers] for key, sweep in sweeps.items()},
+        index=optimizers,
+    ).rename_axis("octaves within 10x of the best")
 
 
 def lr_sweep(
@@ -401,6 +412,25 @@ def race_table(traces: dict[str, Trace], target: float, param_bytes: int) -> pd.
             }
         )
     return pd.DataFrame(rows).set_index("optimizer")
+
+
+# How far a rerun's race numbers may move: a step or two on a near-tie, one grid octave
+RACE_TOLERANCES = {"steps_to_target": {"atol": 2}, "tuned_lr_log2": {"atol": 1}}
+
+
+def race_metrics(table: pd.DataFrame) -> dict[str, dict[str, int | None]]:
+    """A race table's recorded numbers per optimizer, as integers: steps to target (None if
+    never reached), the exponent of the tuned learning rate, and the state's bytes."""
+    return {
+        name: {
+            "steps_to_target": None
+            if pd.isna(row["steps to target"])
+            else int(row["steps to target"]),
+            "tuned_lr_log2": int(np.log2(row["lr"])),
+            "state_bytes": int(row["state bytes"]),
+        }
+        for name, row in table.iterrows()
+    }
 
 
 def finishing_order(table: pd.DataFrame) -> str:

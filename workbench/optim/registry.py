@@ -20,6 +20,7 @@ from workbench.optim.muon import Muon
 from workbench.optim.psgd import PSGDKron
 from workbench.optim.shampoo import Shampoo
 from workbench.optim.soap import SOAP
+from workbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -55,57 +56,50 @@ class OptimizerSpec:
         return self.build(params, lr=lr, **options)
 
 
-OPTIMIZERS: dict[str, OptimizerSpec] = {
-    spec.name: spec
-    for spec in (
-        OptimizerSpec(
-            "sgd",
-            "SGD (momentum 0.9)",
-            "none",
-            0.1,
-            lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
-        ),
-        OptimizerSpec("adam", "Adam", "diagonal", 1e-3, torch.optim.Adam),
-        OptimizerSpec("adafactor", "Adafactor", "factored diagonal", 1e-2, torch.optim.Adafactor),
-        OptimizerSpec(
-            "shampoo",
-            "Shampoo (Adam grafting)",
-            "Kronecker",
-            1e-3,
-            Shampoo,
-            default_frequency=1,
-        ),
-        OptimizerSpec(
-            "soap",
-            "SOAP",
-            "Kronecker eigenbasis + diagonal",
-            3e-3,
-            lambda params, lr, **kw: SOAP(params, lr=lr, weight_decay=0.0, **kw),
-            default_frequency=10,
-        ),
-        OptimizerSpec(
-            "soap_adam_betas",
-            "SOAP (Adam's betas)",
-            "Kronecker eigenbasis + diagonal",
-            3e-3,
-            lambda params, lr, **kw: SOAP(
-                params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, **kw
-            ),
-            default_frequency=10,
-        ),
-        OptimizerSpec(
-            "psgd_kron", "PSGD-Kron", "Kronecker (fitted)", 1e-3, PSGDKron, default_frequency=1
-        ),
-        OptimizerSpec("muon", "Muon", "orthogonalized (matrices)", 0.02, Muon),
-    )
-}
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+for _spec in (
+    OptimizerSpec(
+        "sgd",
+        "SGD (momentum 0.9)",
+        "none",
+        0.1,
+        lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    ),
+    OptimizerSpec("adam", "Adam", "diagonal", 1e-3, torch.optim.Adam),
+    OptimizerSpec("adafactor", "Adafactor", "factored diagonal", 1e-2, torch.optim.Adafactor),
+    OptimizerSpec(
+        "shampoo",
+        "Shampoo (Adam grafting)",
+        "Kronecker",
+        1e-3,
+        Shampoo,
+        default_frequency=1,
+    ),
+    OptimizerSpec(
+        "soap",
+        "SOAP",
+        "Kronecker eigenbasis + diagonal",
+        3e-3,
+        lambda params, lr, **kw: SOAP(params, lr=lr, weight_decay=0.0, **kw),
+        default_frequency=10,
+    ),
+    OptimizerSpec(
+        "soap_adam_betas",
+        "SOAP (Adam's betas)",
+        "Kronecker eigenbasis + diagonal",
+        3e-3,
+        lambda params, lr, **kw: SOAP(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, **kw),
+        default_frequency=10,
+    ),
+    OptimizerSpec(
+        "psgd_kron", "PSGD-Kron", "Kronecker (fitted)", 1e-3, PSGDKron, default_frequency=1
+    ),
+    OptimizerSpec("muon", "Muon", "orthogonalized (matrices)", 0.02, Muon),
+):
+    OPTIMIZERS.add(_spec.name, _spec, label=_spec.label)
 
 
 def optimizer_spec(name: str) -> OptimizerSpec:
-    if name not in OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {name!r}"
-        )
     return OPTIMIZERS[name]
 
 

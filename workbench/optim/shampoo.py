@@ -28,7 +28,6 @@ import workbench._torch  # noqa: F401  (one intra-op thread)
 from workbench.optim._common import (
     PerParameterOptimizer,
     check_betas,
-    check_choice,
     check_lr,
     check_nonnegative,
     check_positive_int,
@@ -36,6 +35,7 @@ from workbench.optim._common import (
     mode_product,
     symmetric_power,
 )
+from workbench.registry import check_choice
 
 GRAFTING = ("adam", "sgd", "none")
 

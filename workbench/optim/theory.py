@@ -10,6 +10,8 @@ step), and a Kronecker-factored P can equal H^-1 exactly when H is Kronecker-fac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -33,6 +35,12 @@ def gd_rate(eigenvalues: torch.Tensor, lr: float) -> float:
 def optimal_gd_rate(kappa: float) -> float:
     """(kappa - 1) / (kappa + 1): gd_rate at the optimal step."""
     return (kappa - 1) / (kappa + 1)
+
+
+def polyak_rate(kappa: float) -> float:
+    """Heavy-ball momentum's optimal rate (sqrt(kappa) - 1) / (sqrt(kappa) + 1) per step (at
+    momentum polyak_rate(kappa)^2)."""
+    return float((np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1))
 
 
 def measured_gd_rate(problem: KroneckerQuadratic, lr: float, decades: float = 8.0) -> float:
@@ -74,7 +82,62 @@ def gd_table(kappas: tuple[float, ...], seed: int = 0) -> pd.DataFrame:
                 "measured rate": measured_gd_rate(problem, step),
             }
         )
+        rows[-1]["measured / predicted - 1"] = (
+            rows[-1]["measured rate"] / rows[-1]["predicted rate (k-1)/(k+1)"] - 1
+        )
     return pd.DataFrame(rows).set_index("kappa")
+
+
+def gd_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """What notebook 05 records of ``gd_table``: rows measured_rate and rate_relative_error
+    (|measured / predicted - 1|), one column per condition number, "kappa<k>"."""
+    metrics = pd.DataFrame(
+        {
+            "measured_rate": table["measured rate"],
+            "rate_relative_error": table["measured / predicted - 1"].abs(),
+        }
+    ).T
+    return metrics.rename(columns=lambda kappa: f"kappa{kappa:.0f}")
+
+
+# Step sizes the scan measures on notebook 05's kappa-10 probe (stable below 2 / lambda_max = 2)
+GD_SCAN_STEPS = (0.2, 0.6, 1.0, 1.4, 1.7, 1.87, 1.93, 1.97)
+
+
+@dataclass(frozen=True)
+class GDStepScan:
+    """Gradient descent's contraction per step against its step size: measured at ``lrs``,
+    and the theory max |1 - lr lambda| over [0, 2 / lambda_max]."""
+
+    eigenvalues: np.ndarray
+    lrs: np.ndarray
+    measured: np.ndarray
+    points: int = 400
+
+    @property
+    def stable(self) -> float:
+        """The largest stable step: beyond it the largest component grows."""
+        return float(2 / self.eigenvalues.max())
+
+    @property
+    def best(self) -> float:
+        return float(2 / (self.eigenvalues.max() + self.eigenvalues.min()))
+
+    @property
+    def grid(self) -> np.ndarray:
+        return np.linspace(0.0, self.stable, self.points)
+
+    @property
+    def theory(self) -> np.ndarray:
+        """max |1 - lr lambda| at each step size of ``grid``."""
+        return np.abs(1 - np.outer(self.grid, self.eigenvalues)).max(axis=1)
+
+
+def gd_step_scan(problem: KroneckerQuadratic, lrs: tuple[float, ...] = GD_SCAN_STEPS) -> GDStepScan:
+    """Measured contraction at each of ``lrs`` and at the optimal step, in increasing order."""
+    steps = np.array(sorted([*lrs, optimal_gd_step(problem.eigenvalues())]))
+    measured = np.array([measured_gd_rate(problem, lr) for lr in steps])
+    return GDStepScan(problem.eigenvalues().numpy(), steps, measured)
 
 
 def newton_step_loss(problem: Problem) -> float:
