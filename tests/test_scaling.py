@@ -388,6 +388,8 @@ def test_transfer_penalty_reads_the_target_curve_at_the_source_optimum():
     assert transfer_penalty(df, source=32, target=64) == math.inf  # diverges there
     with pytest.raises(ValueError, match="target width 128 is not in the sweep"):
         transfer_penalty(df, source=32, target=128)
+    with pytest.raises(ValueError, match="unknown axis 'seed'; choose from width, depth"):
+        transfer_penalty(df, source=32, target=64, axis="seed")
 
 
 def test_optimum_table_has_one_column_per_sweep_and_the_drift():

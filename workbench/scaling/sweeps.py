@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.registry import check_choice
 from workbench.scaling.models import DEFAULT_DEPTH, Architecture
 from workbench.scaling.optimizers import SCALING_OPTIMIZERS
 from workbench.scaling.parametrizations import DEFAULT_BASE_WIDTH, PARAMETRIZATIONS
@@ -299,8 +300,7 @@ def transfer_penalty(df: pd.DataFrame, *, source: int, target: int, axis: str = 
     learning rate, relative to the target's best, minus 1 (0 = perfect transfer; +inf when
     the target diverges there). Both losses are read off the target's seed-averaged curve,
     interpolated linearly in (log2 lr, log loss)."""
-    if axis not in ("width", "depth"):
-        raise ValueError(f"axis must be 'width' or 'depth', got {axis!r}")
+    check_choice("axis", axis, ("width", "depth"))
     for name, value in (("source", source), ("target", target)):
         if value not in set(df[axis]):
             raise ValueError(f"{name} {axis} {value} is not in the sweep: {sorted(set(df[axis]))}")
