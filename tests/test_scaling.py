@@ -248,18 +248,8 @@ def test_lr_sweep_rows_columns_and_divergence():
         parametrization="sp", widths=[16, 32], lrs=LRS, seeds=(0, 1), steps=12, progress=False
     )
     assert len(df) == 2 * len(LRS) * 2
-    assert list(df.columns[:10]) == [
-        "parametrization",
-        "optimizer",
-        "task",
-        "model",
-        "alpha",
-        "lr_correction",
-        "steps",
-        "batch_size",
-        "width",
-        "depth",
-    ]
+    configuration = "parametrization optimizer task model alpha lr_correction steps batch_size"
+    assert list(df.columns[:10]) == [*configuration.split(), "width", "depth"]
     assert {"lr", "seed", "final_loss", "diverged", "diverged_step", "curve"} <= set(df.columns)
     assert df[["width", "lr", "seed"]].drop_duplicates().shape[0] == len(df)
     assert (df.depth == 2).all() and (df.task == "markov").all()
