@@ -9,7 +9,9 @@ For each explorer, a control is swept over values 50 times and three paths are t
   rebuild    the common notebook pattern, the peer: compute, then a new plotly Figure per
              panel serialized for display (what `fig.show()` in an interact callback costs)
 
-Run: python benchmarks/explorer_latency.py [--updates 50]
+Every topic of widgets/topics.py is measured, at its served (full) size unless --smoke.
+
+Run: python benchmarks/explorer_latency.py [--updates 50] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,21 +24,23 @@ import numpy as np
 import plotly.graph_objects as go
 
 from widgets import measure_latency
-from widgets.explorers import noised_mixture_explorer
-from widgets.explorers.guidance_scales import guidance_app
-from widgets.explorers.lr_transfer import lr_depth_app, lr_width_app
-from widgets.explorers.optimizers import optimizer_explorer
-from widgets.explorers.solver_steps import solver_steps_explorer
+from widgets.topics import TOPICS, Topic
 
-# name -> (factory, control, (low, high), step of the values: 1 for integers, 0 continuous)
-EXPLORERS = {
-    "tour: noised mixture (4,000 samples)": (noised_mixture_explorer, "sigma", (0.05, 0.95), 0),
-    "01: solver steps 1-20 (4,000 samples)": (solver_steps_explorer, "steps", (1, 20), 1),
-    "02: guidance scale w 0-15 (2,000 samples)": (guidance_app, "scale", (0, 15), 0.5),
-    "03: learning rate 2^-12..2^-1 (muP Adam)": (lr_width_app, "log2_lr", (-12, -1), 1),
-    "04: residual branch exponent alpha 0-1": (lr_depth_app, "alpha", (0, 1), 0.5),
-    "05: optimizers, lr x 2^-4..2^4": (optimizer_explorer, "lr_shift", (-4, 4), 1),
-}
+
+def control_values(topic: Topic, n: int) -> list:
+    """n values of the topic's main control over its benchmark range, on the control's step."""
+    low, high, step = topic.sweep
+    values = np.linspace(low, high, n)
+    if step == 1:
+        return np.rint(values).astype(int).tolist()
+    if step:
+        return (np.rint(values / step) * step).tolist()
+    return values.tolist()
+
+
+def row_name(topic: Topic, explorer) -> str:
+    control = explorer.controls[topic.control]
+    return f"{topic.number}: {control.label} {topic.sweep[0]:g}..{topic.sweep[1]:g}"[:40]
 
 
 def rebuild_latency(explorer, control: str, values) -> dict:
@@ -53,18 +57,16 @@ def rebuild_latency(explorer, control: str, values) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=50)
+    parser.add_argument("--smoke", action="store_true", help="the topics at their SMOKE sizes")
     args = parser.parse_args()
     columns = ("headless", "ipywidget", "rebuild", "rebuild/ipywidget")
     header = f"{'explorer':40} " + " ".join(f"{c:>10}" for c in columns[:3]) + f" {columns[3]:>18}"
     print(header)
     print("-" * len(header))
-    for name, (factory, control, (lo, hi), step) in EXPLORERS.items():
-        explorer = factory()
-        values = list(np.linspace(lo, hi, args.updates))
-        if step == 1:
-            values = np.rint(values).astype(int).tolist()
-        elif step:
-            values = (np.rint(np.array(values) / step) * step).tolist()
+    for topic in TOPICS:  # every topic in the table, at its served size
+        explorer, control = topic.app(args.smoke), topic.control
+        values = control_values(topic, args.updates)
+        name = row_name(topic, explorer)
         for value in sorted(set(values)):  # first visits compute and cache; time the selection
             explorer.update(**{control: value})
         headless = measure_latency(explorer, control, values, frontend="headless")

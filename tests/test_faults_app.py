@@ -338,10 +338,10 @@ def test_a_listed_component_resource_is_still_served(loopback_app):
 
 
 def test_every_page_still_loads(loopback_app):
-    from widgets.app import PAGES
+    from widgets.topics import TOPICS
 
     port, _, _ = loopback_app
-    for page in PAGES:
+    for page in TOPICS:
         assert get(f"http://127.0.0.1:{port}/{page.slug}", timeout=300) == 200, page.slug
 
 

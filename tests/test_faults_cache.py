@@ -359,15 +359,15 @@ def test_the_key_holds_the_platform(monkeypatch):
 
 @pytest.mark.parametrize("variable", ["MKL_CBWR", "OPENBLAS_CORETYPE"])
 def test_blas_code_path_settings_change_the_platform_fingerprint(monkeypatch, variable):
-    sweep.platform_info.cache_clear()
+    sweep.platform_info.memo.clear()
     monkeypatch.delenv(variable, raising=False)
     before = sweep.platform_fingerprint()
-    sweep.platform_info.cache_clear()
+    sweep.platform_info.memo.clear()
     monkeypatch.setenv(variable, "COMPATIBLE" if variable == "MKL_CBWR" else "Haswell")
     try:
         assert sweep.platform_fingerprint() != before
     finally:
-        sweep.platform_info.cache_clear()
+        sweep.platform_info.memo.clear()
 
 
 # ---------------------------------------------------------------------- code fingerprint

@@ -108,11 +108,6 @@ def test_sample_options_are_part_of_the_fit():
     assert fit_grid(MODEL, solver="dpmpp_2m", steps=5, lower_order_final=False) is full_order
 
 
-def register_for_the_test(monkeypatch, spec) -> None:
-    """Register `spec` in SOLVERS for one test (the registry is restored after it)."""
-    monkeypatch.setattr(SOLVERS, "_entries", {**SOLVERS._entries, spec.name: spec})
-
-
 def ddim_with_float_coefficients(ev, x, grid, opts):
     """DDIM whose coefficients leave the autograd graph, as numpy-computed ones would."""
     for i in range(1, grid.steps + 1):
@@ -121,21 +116,23 @@ def ddim_with_float_coefficients(ev, x, grid, opts):
     return x
 
 
-def test_a_solver_that_cuts_the_gradient_is_fitted_without_it(monkeypatch):
+def test_a_solver_that_cuts_the_gradient_is_fitted_without_it():
     spec = dataclasses.replace(SOLVERS["ddim"], name="ddim_float", fn=ddim_with_float_coefficients)
-    register_for_the_test(monkeypatch, spec)
-    with_gradient = fit_grid(MODEL, solver="ddim", steps=5)
-    without = fit_grid(MODEL, solver="ddim_float", steps=5)
+    with SOLVERS.temporarily(spec.name, spec):
+        with_gradient = fit_grid(MODEL, solver="ddim", steps=5)
+        without = fit_grid(MODEL, solver="ddim_float", steps=5)
     assert (with_gradient.gradient, without.gradient) == ("autograd", "finite differences")
     assert without.converged
     # the same solver mathematically, so the same optimum
     assert without.train_error_after == pytest.approx(with_gradient.train_error_after, rel=1e-3)
 
 
-def test_stochastic_solvers_are_refused(monkeypatch):
+def test_stochastic_solvers_are_refused():
     spec = dataclasses.replace(SOLVERS["ddim"], name="fake_sde", stochastic=True)
-    register_for_the_test(monkeypatch, spec)
-    with pytest.raises(ValueError, match="fake_sde is stochastic"):
+    with (
+        SOLVERS.temporarily(spec.name, spec),
+        pytest.raises(ValueError, match="fake_sde is stochastic"),
+    ):
         fit_grid(MODEL, solver="fake_sde", steps=5)
 
 

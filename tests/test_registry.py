@@ -82,3 +82,11 @@ def test_no_hand_written_choose_from_messages_remain():
         if "choose from" in line and ("raise" in line or 'f"' in line)
     ]
     assert offenders == []
+
+
+def test_temporary_registration_is_undone_even_on_error():
+    registry = make()
+    with pytest.raises(RuntimeError), registry.temporarily("broken", 9, label="Broken"):
+        assert registry["broken"] == 9 and registry.label("broken") == "Broken"
+        raise RuntimeError
+    assert "broken" not in registry and list(registry) == ["ddim", "heun", "euler"]

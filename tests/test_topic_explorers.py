@@ -9,11 +9,13 @@ from widgets.explorers import noised_mixture_explorer
 from widgets.explorers.solver_steps import ORDERS, solver_steps_app, solver_steps_explorer
 from workbench.diffusion import GRIDS
 from workbench.diffusion.study import SOLVER_PROBLEMS, study_size
+from workbench.toy.tour import DATASETS
 
 
 def test_tour_explorer_every_dataset_and_noise_level():
     explorer = noised_mixture_explorer(n_samples=500, grid_size=60)
-    for dataset in explorer.controls["dataset_name"].options:
+    assert [value for _, value in explorer.controls["dataset_name"].pairs] == list(DATASETS)
+    for dataset in DATASETS:
         for sigma in (0.0, 0.5, 0.99):
             update = explorer.update(dataset_name=dataset, sigma=sigma)
             assert update.ok, update.error

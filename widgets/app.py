@@ -12,20 +12,18 @@ the expensive work behind them is cached per process, so the second visitor pays
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import panel as pn
 from panel.io.server import ComponentResourceHandler
 from tornado.web import HTTPError
 
+from widgets.topics import TOPICS, Topic
+from workbench.memo import memoized
 from workbench.runner import Project, catalog
 
 DEFAULT_ADDRESS = "127.0.0.1"
@@ -33,108 +31,52 @@ DEFAULT_PORT = 5006
 SMOKE_ENV = "WORKBENCH_APP_SMOKE"  # 1: every page at its notebook's SMOKE size (tests, demos)
 
 
-@dataclass(frozen=True)
-class Page:
-    slug: str  # the URL path: /<slug>
-    notebook: str  # the topic notebook it belongs to, e.g. "01_solver_steps.ipynb"
-    explorer: str  # "module:function" returning an Explorer (imported when first visited)
-    control: str  # the page's main control (what the browser tests move)
-    smoke: Mapping[str, Any] = field(default_factory=dict)  # the factory's SMOKE-size kwargs
-
-    def build(self, smoke: bool | None = None):
-        """The page's explorer; SMOKE-sized when asked, or when WORKBENCH_APP_SMOKE=1."""
-        if smoke is None:
-            smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
-        module, _, function = self.explorer.partition(":")
-        factory: Callable = getattr(importlib.import_module(module), function)
-        return factory(**(self.smoke if smoke else {}))
+def build(topic: Topic, smoke: bool | None = None):
+    """The topic's explorer; SMOKE-sized when asked, or when WORKBENCH_APP_SMOKE=1."""
+    if smoke is None:
+        smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
+    return topic.app(smoke)
 
 
-PAGES: tuple[Page, ...] = (
-    Page(
-        "noised-mixture",
-        "00_tour.ipynb",
-        "widgets.explorers.noised_mixture:noised_mixture_explorer",
-        "sigma",
-        {"n_samples": 1000},
-    ),
-    Page(
-        "solver-steps",
-        "01_solver_steps.ipynb",
-        "widgets.explorers.solver_steps:solver_steps_explorer",
-        "steps",
-        {"n_samples": 500},
-    ),
-    Page(
-        "guidance-scales",
-        "02_guidance_scales.ipynb",
-        "widgets.explorers.guidance_scales:guidance_app",
-        "scale",
-        {"smoke": True},
-    ),
-    Page(
-        "lr-transfer-width",
-        "03_lr_transfer_width.ipynb",
-        "widgets.explorers.lr_transfer:lr_width_app",
-        "log2_lr",
-        {"smoke": True},
-    ),
-    Page(
-        "lr-transfer-depth",
-        "04_lr_transfer_depth.ipynb",
-        "widgets.explorers.lr_transfer:lr_depth_app",
-        "alpha",
-        {"smoke": True},
-    ),
-    Page(
-        "optimizers",
-        "05_optimizers.ipynb",
-        "widgets.explorers.optimizers:optimizer_explorer",
-        "lr_shift",
-        {"steps": 40, "lr_log2": (-5, -1)},
-    ),
-)
-
-
-@lru_cache(maxsize=1)
-def topics() -> dict[str, dict[str, str]]:
+@memoized("notebook catalog", maxsize=1)
+def notebook_catalog() -> dict[str, dict[str, str]]:
     """Title and one-line summary of each notebook, read from the notebooks themselves."""
     return {entry["notebook"]: entry for entry in catalog(Project.find().notebooks_dir)}
 
 
-def _header(page: Page | None) -> pn.pane.Markdown:
-    if page is None:
+def _about(topic: Topic) -> dict[str, str]:
+    return notebook_catalog().get(topic.notebook, {"title": topic.slug, "summary": ""})
+
+
+def _header(topic: Topic | None) -> pn.pane.Markdown:
+    if topic is None:
         return pn.pane.Markdown("# The workbench\nOne page per topic notebook's explorer.")
-    topic = topics().get(page.notebook, {"title": page.slug, "summary": ""})
+    about = _about(topic)
     return pn.pane.Markdown(
-        f"[← all topics](./)\n\n# {topic['title']}\n{topic['summary']}\n\n"
-        f"*From `notebooks/{page.notebook}`; open it in JupyterLab (`./dev lab`) for the "
+        f"[← all topics](./)\n\n# {about['title']}\n{about['summary']}\n\n"
+        f"*From `notebooks/{topic.notebook}`; open it in JupyterLab (`./dev lab`) for the "
         "narrative and the measurements.*",
         sizing_mode="stretch_width",
     )
 
 
-def _title(page: Page) -> str:
-    return topics().get(page.notebook, {"title": page.slug})["title"]
-
-
-def index_view(pages: Sequence[Page] = PAGES) -> pn.Column:
-    rows = []
-    for page in pages:
-        summary = topics().get(page.notebook, {"summary": ""})["summary"]
-        rows.append(f"- [**{_title(page)}**](./{page.slug}) — {summary}")
+def index_view(topics: Sequence[Topic] = TOPICS) -> pn.Column:
+    rows = [
+        f"- [**{_about(topic)['title']}**](./{topic.slug}) — {_about(topic)['summary']}"
+        for topic in topics
+    ]
     return pn.Column(_header(None), pn.pane.Markdown("\n".join(rows)), sizing_mode="stretch_width")
 
 
-def page_view(page: Page) -> pn.Column:
-    return pn.Column(_header(page), page.build().panel(), sizing_mode="stretch_width")
+def page_view(topic: Topic) -> pn.Column:
+    return pn.Column(_header(topic), build(topic).panel(), sizing_mode="stretch_width")
 
 
-def routes(pages: Sequence[Page] = PAGES) -> dict[str, Callable[[], pn.viewable.Viewable]]:
+def routes(topics: Sequence[Topic] = TOPICS) -> dict[str, Callable[[], pn.viewable.Viewable]]:
     """URL path -> a function building that page for one browser session."""
-    table: dict[str, Callable] = {"/": lambda: index_view(pages)}
-    for page in pages:
-        table[page.slug] = lambda page=page: page_view(page)
+    table: dict[str, Callable] = {"/": lambda: index_view(topics)}
+    for topic in topics:
+        table[topic.slug] = lambda topic=topic: page_view(topic)
     return table
 
 
@@ -216,18 +158,18 @@ def serve(
     *,
     address: str = DEFAULT_ADDRESS,
     port: int = DEFAULT_PORT,
-    pages: Sequence[Page] = PAGES,
+    topics: Sequence[Topic] = TOPICS,
     show: bool = False,
     allow_websocket_origin: Sequence[str] = (),
 ):
     """Start the server (blocking). Bound to localhost unless `address` says otherwise."""
     return pn.serve(
-        routes(pages),
+        routes(topics),
         address=address,
         port=port,
         websocket_origin=websocket_origins(address, port, allow_websocket_origin),
         show=show,
-        title={"/": "The workbench", **{p.slug: _title(p) for p in pages}},
+        title={"/": "The workbench", **{t.slug: _about(t)["title"] for t in topics}},
         verbose=True,
         extra_patterns=list(COMPONENT_ROUTES),
     )

@@ -30,6 +30,7 @@ import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -66,6 +67,8 @@ def _encode(obj: Any, digest) -> None:
         update(f"f{float(obj).hex()};".encode())
     elif isinstance(obj, str):
         update(f"s{len(obj)}:".encode() + obj.encode())
+    elif isinstance(obj, PurePath):
+        update(f"path:{obj};".encode())
     elif isinstance(obj, bytes):
         update(f"b{len(obj)}:".encode() + obj)
     elif isinstance(obj, tuple | list):

@@ -15,6 +15,7 @@ name with one message that lists the valid ones:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -59,6 +60,16 @@ class Registry(Mapping[str, T], Generic[T]):
             return self.add(name, entry, label=label)
 
         return decorate
+
+    @contextmanager
+    def temporarily(self, name: str, entry: T, *, label: str | None = None) -> Iterator[T]:
+        """`entry` registered as `name` inside the block only (tests of a deliberately broken
+        method, say); removed on the way out, even on an exception."""
+        self.add(name, entry, label=label)
+        try:
+            yield entry
+        finally:
+            del self._entries[name], self._labels[name]
 
     def __getitem__(self, name: str) -> T:
         try:

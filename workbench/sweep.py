@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backends import get_backend
+from workbench.memo import memoized
 
 CACHE_ENV = "WORKBENCH_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -538,7 +539,7 @@ PLATFORM_ENV = (
 )
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("platform info", maxsize=1)
 def platform_info() -> dict[str, Any]:
     """What makes a cell's numbers platform-dependent, computed once per process: Python,
     torch (version, build configuration with its BLAS/LAPACK, CPU capability), numpy (version,
@@ -787,14 +788,14 @@ def _is_project_file(path: Path) -> bool:
     return _is_project_file_under(path, REPO_ROOT)
 
 
-@functools.lru_cache(maxsize=4096)
+@memoized("project files", maxsize=4096)
 def _is_project_file_under(path: Path, repo_root: Path) -> bool:
     if path.is_relative_to(repo_root) and ".venv" in path.relative_to(repo_root).parts:
         return False
     return not any(path.is_relative_to(p) for p in _installed_dirs())
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("installed dirs", maxsize=1)
 def _installed_dirs() -> tuple[Path, ...]:
     names = ("stdlib", "platstdlib", "purelib", "platlib")
     paths = sysconfig.get_paths()
@@ -806,7 +807,7 @@ def _stat(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-@functools.lru_cache(maxsize=1024)
+@memoized("file imports", maxsize=1024)
 def _imports(path: Path, mtime_ns: int, size: int) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
     """(level, module, names) of every import statement in the file (an unparsable file: none,
     its bytes still count in the fingerprint)."""
@@ -824,7 +825,7 @@ def _imports(path: Path, mtime_ns: int, size: int) -> tuple[tuple[int, str, tupl
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=1024)
+@memoized("file hashes", maxsize=1024)
 def _file_hash_at(path: Path, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -15,13 +15,13 @@ from conftest import (
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from widgets.app import PAGES
+from widgets.topics import TOPICS
 
 pytestmark = pytest.mark.ui
 
 # The topics whose explorers are exercised in Lab (the issue: steps, guidance scale, LR).
 LAB_NOTEBOOKS = ("01_solver_steps.ipynb", "02_guidance_scales.ipynb", "03_lr_transfer_width.ipynb")
-LAB_PAGES = [p for p in PAGES if p.notebook in LAB_NOTEBOOKS]
+LAB_PAGES = [p for p in TOPICS if p.notebook in LAB_NOTEBOOKS]
 TOKEN = "workbench-ui-test"
 
 
@@ -65,7 +65,7 @@ def test_run_all_then_move_the_main_control(page, lab, entry):
 
 
 def run_all_and_move(page, lab, entry):
-    label = entry.build(smoke=True).controls[entry.control].label
+    label = entry.app(True).controls[entry.control].label
     workspace = entry.notebook.removesuffix(".ipynb")
     page.goto(f"{lab}/lab/workspaces/{workspace}/tree/{entry.notebook}?reset&token={TOKEN}")
     page.locator(".jp-Notebook >> visible=true").wait_for(timeout=90_000)

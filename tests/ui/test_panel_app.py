@@ -14,7 +14,7 @@ from conftest import (
     stop,
 )
 
-from widgets.app import PAGES
+from widgets.topics import TOPICS
 
 pytestmark = pytest.mark.ui
 
@@ -34,14 +34,14 @@ def app_url(tmp_path_factory):
 def test_index_links_every_page(page, app_url):
     page.goto(f"{app_url}/")
     page.locator("a[href^='./']").first.wait_for()  # rendered once the session connects
-    for entry in PAGES:
+    for entry in TOPICS:
         assert page.locator(f"a[href='./{entry.slug}']").count() == 1, entry.slug
     screenshot(page, "panel-index")
 
 
-@pytest.mark.parametrize("entry", PAGES, ids=[p.slug for p in PAGES])
+@pytest.mark.parametrize("entry", TOPICS, ids=[p.slug for p in TOPICS])
 def test_moving_the_main_control_updates_the_figure(page, app_url, entry):
-    label = entry.build(smoke=True).controls[entry.control].label
+    label = entry.app(True).controls[entry.control].label
     page.goto(f"{app_url}/{entry.slug}")
     figure = page.locator(".js-plotly-plot").first
     slider = page.locator(".bk-slider-title", has_text=label).locator("xpath=..")

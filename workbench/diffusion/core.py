@@ -133,3 +133,11 @@ def check_x_T(x_T) -> torch.Tensor:
             "the starting noise must be finite"
         )
     return x_T
+
+
+def prior_noise(schedule: NoiseSchedule, n: int, dim: int, seed: int | torch.Generator = 0):
+    """n starting points x_T ~ N(0, sigma(t_max)^2 I) of a solve, float64 (the one place the
+    workbench draws them; a generator continues its stream, an int seeds a new one)."""
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    noise = torch.randn(int(n), int(dim), generator=generator, dtype=DTYPE)
+    return float(schedule.sigma(schedule.t_max)) * noise

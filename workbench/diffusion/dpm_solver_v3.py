@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 from scipy.interpolate import CubicSpline
 
-from workbench.diffusion.core import Evaluator, Grid, SolverOptions
+from workbench.diffusion.core import Evaluator, Grid, SolverOptions, prior_noise
 from workbench.diffusion.models import DiffusionModel, to_data_and_noise
 from workbench.diffusion.reference import reference_solution
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
@@ -152,7 +152,6 @@ def _base_samples(model, data, dim, n_samples, generator) -> tuple[torch.Tensor,
     """(samples, their time): clean data at t = None, or the model's own samples at t_min."""
     if data is not None:
         return data.to(DTYPE), None
-    from workbench.diffusion.sampling import prior_noise  # sampling imports the solvers, so here
 
     schedule = model.schedule
     prior = prior_noise(schedule, n_samples, dim, generator)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
+from workbench.registry import unknown_choice
 
 PREDICTIONS = ("noise", "data", "v", "score", "velocity")
 
@@ -33,7 +34,7 @@ def to_data_and_noise(output, kind, x, alpha, sigma, d_alpha=None, d_sigma=None)
     if kind == "velocity":
         det = alpha * d_sigma - sigma * d_alpha
         return (d_sigma * x - sigma * output) / det, (alpha * output - d_alpha * x) / det
-    raise ValueError(f"unknown prediction {kind!r}; choose from {', '.join(PREDICTIONS)}")
+    raise unknown_choice("prediction", kind, PREDICTIONS)
 
 
 def from_data_and_noise(x0, eps, kind, alpha, sigma, d_alpha=None, d_sigma=None):
@@ -47,7 +48,7 @@ def from_data_and_noise(x0, eps, kind, alpha, sigma, d_alpha=None, d_sigma=None)
         return -eps / sigma
     if kind == "velocity":
         return d_alpha * x0 + d_sigma * eps
-    raise ValueError(f"unknown prediction {kind!r}; choose from {', '.join(PREDICTIONS)}")
+    raise unknown_choice("prediction", kind, PREDICTIONS)
 
 
 def convert(output, *, source: str, target: str, x, t, schedule: NoiseSchedule):
@@ -75,9 +76,7 @@ class DiffusionModel:
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
-            raise ValueError(
-                f"unknown prediction {self.prediction!r}; choose from {', '.join(PREDICTIONS)}"
-            )
+            raise unknown_choice("prediction", self.prediction, PREDICTIONS)
 
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         return self.fn(x, torch.as_tensor(t, dtype=DTYPE))

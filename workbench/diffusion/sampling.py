@@ -30,6 +30,7 @@ from workbench.diffusion.core import (  # noqa: F401  (re-exported: where caller
     SolverOptions,
     SolverSpec,
     check_x_T,
+    prior_noise,
 )
 from workbench.diffusion.grids import MAX_STEPS, check_ends, make_grid  # noqa: F401
 from workbench.diffusion.models import DiffusionModel
@@ -125,11 +126,3 @@ def sample(
         if trajectory:
             path.append(x.clone())
     return SampleResult(x, ev.nfe, ts, solver, order, path)
-
-
-def prior_noise(schedule: NoiseSchedule, n: int, dim: int, seed: int | torch.Generator = 0):
-    """n starting points x_T ~ N(0, sigma(t_max)^2 I) of a solve, float64 (the one place the
-    workbench draws them; a generator continues its stream, an int seeds a new one)."""
-    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
-    noise = torch.randn(int(n), int(dim), generator=generator, dtype=DTYPE)
-    return float(schedule.sigma(schedule.t_max)) * noise

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
+from workbench.memo import memoized
 from workbench.toy.mixture import DTYPE, GaussianMixture
 
 
@@ -56,7 +56,7 @@ class NoisedSnapshot:
     tweedie_steps: torch.Tensor  # (m*m, 2) sigma^2 * score = alpha E[x_0 | x_t] - x_t
 
 
-@lru_cache(maxsize=8)
+@memoized("clean draws", maxsize=8)
 def _clean_draws(mixture: GaussianMixture, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed x_0 and eps, so one sample moves continuously as the noise level changes."""
     generator = torch.Generator().manual_seed(seed)
