@@ -434,7 +434,7 @@ def test_class_metrics_on_exact_samples():
 
 
 # ---------------------------------------------------------------- the study
-def test_a_diverging_solve_is_reported_and_the_sweep_keeps_going(monkeypatch):
+def test_a_diverging_solve_is_reported_and_the_sweep_keeps_going():
     def broken(problem, scale):
         def fn(x, t):
             broken = scale > 2 and float(t) < 0.5
@@ -442,16 +442,14 @@ def test_a_diverging_solve_is_reported_and_the_sweep_keeps_going(monkeypatch):
 
         return DiffusionModel(fn, "data", problem.schedule, f"broken w={scale}")
 
-    # a registry has no removal: the test's entry goes in (and out) under the hood
     method = GuidanceMethod("broken", "broken", "test", build=broken)
-    monkeypatch.setitem(GUIDANCE._entries, "broken", method)
-    monkeypatch.setitem(GUIDANCE._labels, "broken", "broken")
-    study = GuidanceStudy(PROBLEM, n_samples=64, n_error=16)
-    run = study.run("broken", 3.0, "ddim", 4)
-    assert isinstance(run, Diverged) and "NaN or infinity" in run.message
-    frame = sweep(study, "broken", "ddim", 4, scales=(1.0, 3.0), distances=False)
-    assert math.isnan(frame.loc[3.0, "precision"]) and frame.loc[1.0, "precision"] > 0.9
-    assert math.isnan(study.error("broken", 3.0, "ddim", 4))
+    with GUIDANCE.temporarily("broken", method):
+        study = GuidanceStudy(PROBLEM, n_samples=64, n_error=16)
+        run = study.run("broken", 3.0, "ddim", 4)
+        assert isinstance(run, Diverged) and "NaN or infinity" in run.message
+        frame = sweep(study, "broken", "ddim", 4, scales=(1.0, 3.0), distances=False)
+        assert math.isnan(frame.loc[3.0, "precision"]) and frame.loc[1.0, "precision"] > 0.9
+        assert math.isnan(study.error("broken", 3.0, "ddim", 4))
 
 
 def test_study_errors_fall_with_nfe_and_v3_uses_its_own_statistics():
