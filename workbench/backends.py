@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -42,14 +42,12 @@ class BackendError(RuntimeError):
     """A backend could not run the work (a bad name, a task failing again and again)."""
 
 
-@dataclass
-class InProcess:
-    """Run every task here, one after the other (the default: no pickling, easy to debug)."""
-
-    name: str = "inprocess"
+class _Backend:
+    """What every backend shares: `probe` (nothing to reach by default) and `map`, which
+    collects the results by index as `_run` delivers them, whatever order they come in."""
 
     def probe(self) -> None:
-        """Nothing to reach: work runs here."""
+        """Nothing to reach: the work runs on this machine."""
 
     def map(
         self,
@@ -59,16 +57,55 @@ class InProcess:
         progress: str | None = None,
         on_result: OnResult = None,
     ) -> list:
-        results = []
-        for index, item in enumerate(_bar(items, progress)):
-            results.append(fn(item))
-            if on_result is not None:
-                on_result(index, results[-1])
-        return results
+        results = _Results(len(items), progress, on_result)
+        try:
+            self._run(fn, items, results)
+        finally:
+            results.close()
+        return results.in_order()
+
+    def _run(self, fn: Callable, items: Sequence, results: _Results) -> None:
+        raise NotImplementedError
+
+
+class _Results:
+    """The results of one map by item index; each arrival advances the progress bar and is
+    passed to `on_result`."""
+
+    def __init__(self, count: int, progress: str | None, on_result: OnResult):
+        self.count, self.on_result = count, on_result
+        self.by_index: dict[int, Any] = {}
+        self.bar = _progress(total=count, desc=progress)
+
+    def add(self, index: int, result: Any) -> None:
+        self.by_index[index] = result
+        self.bar.update()
+        if self.on_result is not None:
+            self.on_result(index, result)
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.count) if i not in self.by_index]
+
+    def in_order(self) -> list:
+        return [self.by_index[i] for i in range(self.count)]
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclass
-class Processes:
+class InProcess(_Backend):
+    """Run every task here, one after the other (the default: no pickling, easy to debug)."""
+
+    name: str = "inprocess"
+
+    def _run(self, fn: Callable, items: Sequence, results: _Results) -> None:
+        for index, item in enumerate(items):
+            results.add(index, fn(item))
+
+
+@dataclass
+class Processes(_Backend):
     """Local worker processes. A pool broken by a dead worker is replaced and the tasks that
     had not returned are resubmitted, up to `retries` times."""
 
@@ -76,22 +113,10 @@ class Processes:
     retries: int = 3
     name: str = "processes"
 
-    def probe(self) -> None:
-        """Local processes are always there."""
-
-    def map(
-        self,
-        fn: Callable,
-        items: Sequence,
-        *,
-        progress: str | None = None,
-        on_result: OnResult = None,
-    ) -> list:
+    def _run(self, fn: Callable, items: Sequence, results: _Results) -> None:
         workers = self.workers or os.cpu_count() or 1
-        results: dict[int, Any] = {}
-        bar = _progress(total=len(items), desc=progress)
         for _attempt in range(self.retries + 1):
-            pending = [i for i in range(len(items)) if i not in results]
+            pending = results.missing()
             if not pending:
                 break
             # The workers ignore SIGINT: Ctrl-C reaches the whole foreground process group,
@@ -103,11 +128,7 @@ class Processes:
                 while futures:
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for future in done:
-                        index = futures.pop(future)
-                        results[index] = future.result()
-                        bar.update()
-                        if on_result is not None:
-                            on_result(index, results[index])
+                        results.add(futures.pop(future), future.result())
             except BrokenProcessPool:
                 pool.shutdown(wait=True)
                 continue  # a worker died: resubmit what has not come back
@@ -116,17 +137,14 @@ class Processes:
                 # (kernels) now, rather than waiting for the tasks they are running
                 end_process_trees(_pool_processes(pool))
                 pool.shutdown(wait=False, cancel_futures=True)
-                bar.close()
                 raise
             pool.shutdown(wait=True)
-        bar.close()
-        missing = [i for i in range(len(items)) if i not in results]
+        missing = results.missing()
         if missing:
             raise BackendError(
                 f"{len(missing)} task(s) never completed after {self.retries} pool restarts "
                 f"(worker processes kept dying), first: item {missing[0]}"
             )
-        return [results[i] for i in range(len(items))]
 
 
 def _worker_signals() -> None:
@@ -175,7 +193,7 @@ def end_process_trees(processes: Sequence, *, grace_s: float = 3.0) -> None:
 
 
 @dataclass
-class Dask:
+class Dask(_Backend):
     """Dask distributed: a scheduler address to scale out, or a LocalCluster started (and
     closed) on demand. The scheduler reruns the tasks of a worker that dies
     (`distributed.scheduler.allowed-failures`, 3 by default)."""
@@ -203,35 +221,19 @@ class Dask:
                 "start one with `dask scheduler`, or use --backend dask:N for a local cluster"
             ) from None
 
-    def map(
-        self,
-        fn: Callable,
-        items: Sequence,
-        *,
-        progress: str | None = None,
-        on_result: OnResult = None,
-    ) -> list:
+    def _run(self, fn: Callable, items: Sequence, results: _Results) -> None:
         from distributed import as_completed
 
         with self._connect() as client:
             # pure=False: equal items are still separate tasks with separate results
             futures = client.map(fn, list(items), pure=False)
             index_of = {future.key: i for i, future in enumerate(futures)}
-            results: dict[int, Any] = {}
-            bar = _progress(total=len(items), desc=progress)
             try:
                 for future in as_completed(futures):
-                    index = index_of[future.key]
-                    results[index] = future.result()
-                    bar.update()
-                    if on_result is not None:
-                        on_result(index, results[index])
+                    results.add(index_of[future.key], future.result())
             except BaseException:
                 client.cancel(futures)  # a remote cluster stops working for this run
                 raise
-            finally:
-                bar.close()
-        return [results[i] for i in range(len(items))]
 
     def _connect(self):
         try:
@@ -344,13 +346,9 @@ def _worker_count(text: str, spec: str) -> int:
     return int(text)
 
 
-def _bar(items: Sequence, progress: str | None) -> Iterator:
-    return iter(_progress(items=items, desc=progress))
-
-
-def _progress(*, desc: str | None, items: Sequence | None = None, total: int | None = None):
+def _progress(*, desc: str | None, total: int):
     """A tqdm bar, disabled without a description. Imported here, not at module level:
     tqdm.auto probes for ipywidgets on import, which the CLI and the runner never need."""
     from tqdm.auto import tqdm
 
-    return tqdm(items, total=total, desc=desc, disable=desc is None, leave=False)
+    return tqdm(total=total, desc=desc, disable=desc is None, leave=False)
