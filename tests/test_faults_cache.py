@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+import scratch
 
 from workbench import sweep
 from workbench.sweep import grid, run_sweep
@@ -58,11 +59,9 @@ def mixed(x):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(sweep.CACHE_ENV, str(tmp_path / "cache"))
-    sweep.clear_memory_cache()
     CALLS.clear()
-    yield
-    sweep.clear_memory_cache()
+    with scratch.sweep_cache(tmp_path / "cache", monkeypatch):
+        yield
 
 
 def key_of(fn, cell, name):

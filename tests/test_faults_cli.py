@@ -29,17 +29,12 @@ def write_notebook(path: Path, *cells: str) -> None:
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")
-    write_notebook(
-        tmp_path / "notebooks" / "01_value.ipynb",
+    monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
+    cells = (
         "from workbench import record\nrecord('x', X)",
         "import time\nif X > 1.5:\n    time.sleep(300)  # the point a run is interrupted in",
     )
-    monkeypatch.setenv("WORKBENCH_ROOT", str(tmp_path))
-    monkeypatch.delenv(METRICS_FILE_ENV, raising=False)
-    monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
-    return runner.Project(tmp_path)
+    return scratch.project(tmp_path, monkeypatch, {"01_value": cells}, parameters=PARAMETERS)
 
 
 def one_error_line(capsys, *fragments: str) -> str:

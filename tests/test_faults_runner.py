@@ -16,7 +16,6 @@ import scratch
 
 from workbench import history, runner
 from workbench.cli import main
-from workbench.reporting import METRICS_FILE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMETERS = """SMOKE: bool = False  # run small
@@ -32,12 +31,9 @@ def write_notebook(path: Path, *cells: str, parameters: str = PARAMETERS) -> Non
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")
-    write_notebook(tmp_path / "notebooks" / "01_answer.ipynb", METRIC_CELL)
-    monkeypatch.setenv("WORKBENCH_ROOT", str(tmp_path))
-    monkeypatch.delenv(METRICS_FILE_ENV, raising=False)
-    return runner.Project(tmp_path)
+    return scratch.project(
+        tmp_path, monkeypatch, {"01_answer": [METRIC_CELL]}, parameters=PARAMETERS
+    )
 
 
 def quiet(*_):

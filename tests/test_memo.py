@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+import scan
 import torch
 
 from workbench.diffusion.schedules import EDMSchedule, VPSchedule
@@ -108,15 +109,9 @@ def test_concurrent_gets_agree():
 
 def test_no_identity_keyed_caches_remain():
     """Caches key by content: no id() keys, no hand-written LRU dicts outside workbench.memo."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     offenders = [
-        f"{path.relative_to(root)}:{number}: {line.strip()}"
-        for folder in ("workbench", "widgets")
-        for path in sorted((root / folder).rglob("*.py"))
-        if path.name != "memo.py"
-        for number, line in enumerate(path.read_text().splitlines(), 1)
+        f"{where}: {line.strip()}"
+        for where, line in scan.package_lines(skip="memo.py")
         if re.search(r"\bid\(|OrderedDict|lru_cache|functools.cache\b|@cache\b", line)
     ]
     assert offenders == []

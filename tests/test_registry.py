@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import scan
 
 from workbench.registry import Registry, check_choice, unknown_choice
 
@@ -70,15 +71,9 @@ def test_check_choice_for_fixed_tuples():
 
 def test_no_hand_written_choose_from_messages_remain():
     """Every unknown-name error in the package comes from workbench.registry."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     offenders = [
-        f"{path.relative_to(root)}:{number}"
-        for folder in ("workbench", "widgets")
-        for path in sorted((root / folder).rglob("*.py"))
-        if path.name != "registry.py"
-        for number, line in enumerate(path.read_text().splitlines(), 1)
+        where
+        for where, line in scan.package_lines(skip="registry.py")
         if "choose from" in line and ("raise" in line or 'f"' in line)
     ]
     assert offenders == []

@@ -29,19 +29,16 @@ def write_notebook(path, *cells: str, parameters: str = PARAMETERS) -> None:
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")
-    write_notebook(tmp_path / "notebooks" / "01_answer.ipynb", METRIC_CELL)
-    write_notebook(
-        tmp_path / "notebooks" / "02_broken.ipynb",
-        "x = 1",
-        "from workbench import record\nrecord('before_failure', 1.5)",
-        "raise RuntimeError('deliberate failure')",
-        "record('never', 1)",
-    )
-    monkeypatch.setenv("WORKBENCH_ROOT", str(tmp_path))
-    monkeypatch.delenv(METRICS_FILE_ENV, raising=False)
-    return runner.Project(tmp_path)
+    notebooks = {
+        "01_answer": [METRIC_CELL],
+        "02_broken": [
+            "x = 1",
+            "from workbench import record\nrecord('before_failure', 1.5)",
+            "raise RuntimeError('deliberate failure')",
+            "record('never', 1)",
+        ],
+    }
+    return scratch.project(tmp_path, monkeypatch, notebooks, parameters=PARAMETERS)
 
 
 def only_run(project: runner.Project):

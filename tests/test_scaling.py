@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import scratch
 import torch
 from torch import nn
 
@@ -40,10 +41,8 @@ TASK = get_task("markov")
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(sweep.CACHE_ENV, str(tmp_path / "cache"))
-    sweep.clear_memory_cache()
-    yield
-    sweep.clear_memory_cache()
+    with scratch.sweep_cache(tmp_path / "cache", monkeypatch):
+        yield
 
 
 def small(parametrization="mup", width=24, depth=2, **kw):
