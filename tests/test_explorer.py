@@ -293,16 +293,17 @@ def test_importing_widgets_does_not_import_front_ends():
 # --------------------------------------------------------------------------------------------
 
 
-def ipy_view(explorer: Explorer):
-    box = explorer.ipywidget()
-    return box, box._explorer_view
+def view_of(root):
+    """The ExplorerView behind a rendered front end (an ipywidgets box or a Panel column)."""
+    return root._explorer_view
 
 
 def test_ipywidget_structure(explorer):
     import ipywidgets as ipw
     import plotly.graph_objects as go
 
-    box, view = ipy_view(explorer)
+    box = explorer.ipywidget()
+    view = view_of(box)
     assert isinstance(box, ipw.VBox)
     assert "Harmonics" in box.children[0].value
     assert set(view.control_widgets) == set(explorer.controls)
@@ -317,7 +318,7 @@ def test_ipywidget_structure(explorer):
 
 
 def test_ipywidget_control_change_updates_figures_in_place(explorer):
-    _, view = ipy_view(explorer)
+    view = view_of(explorer.ipywidget())
     figure = view.figure_widgets["signal"]
     trace = figure.data[0]
     view.control_widgets["amplitude"].value = 0.5
@@ -356,7 +357,7 @@ def test_ipywidget_vanished_trace_properties_are_reset():
             )
         ],
     )
-    _, view = ipy_view(explorer)
+    view = view_of(explorer.ipywidget())
     figure = view.figure_widgets["p"]
     assert figure.data[0].marker.color == "red"
     view.set_control("marked", False)
@@ -367,7 +368,7 @@ def test_ipywidget_vanished_trace_properties_are_reset():
 
 
 def test_ipywidget_compute_error_shows_message_and_keeps_figures(explorer):
-    _, view = ipy_view(explorer)
+    view = view_of(explorer.ipywidget())
     view.control_widgets["harmonics"].value = (1, 3)
     before = np.array(view.figure_widgets["signal"].data[0].y)
     view.control_widgets["waveform"].value = "square"
@@ -382,7 +383,7 @@ def test_ipywidget_compute_error_shows_message_and_keeps_figures(explorer):
 
 
 def test_ipywidget_bug_is_shown_inline_and_logged(explorer, caplog):
-    _, view = ipy_view(explorer)
+    view = view_of(explorer.ipywidget())
     with caplog.at_level(logging.ERROR, logger="widgets.explorer"):
         view.control_widgets["frequency"].value = BUG_FREQUENCY
     assert "RuntimeError: frequency 7 hits a bug" in view.error_widget.value
@@ -391,7 +392,7 @@ def test_ipywidget_bug_is_shown_inline_and_logged(explorer, caplog):
 
 
 def test_ipywidget_trace_count_change(explorer):
-    _, view = ipy_view(explorer)
+    view = view_of(explorer.ipywidget())
     figure = view.figure_widgets["components"]
     assert len(figure.data) == 1
     view.control_widgets["harmonics"].value = (1, 2, 3)
@@ -415,7 +416,7 @@ def test_ipywidget_initial_compute_error_builds_empty_figures():
         compute_ok_only,
         [FigurePanel("p", "p", lambda r: [{"type": "bar", "y": [1, 2]}])],
     )
-    _, view = ipy_view(broken)
+    view = view_of(broken.ipywidget())
     assert view.error == "not ok"
     assert len(view.figure_widgets["p"].data) == 0
     view.set_control("ok", True)
@@ -429,13 +430,13 @@ def slow_compute(**values: Any) -> dict[int, np.ndarray]:
 
 
 def test_continuous_auto_mode():
-    fast = ipy_view(make_explorer())[1]
+    fast = view_of(make_explorer().ipywidget())
     assert fast.continuous
     assert fast.control_widgets["amplitude"].continuous_update
-    slow = ipy_view(make_explorer(slow_compute))[1]
+    slow = view_of(make_explorer(slow_compute).ipywidget())
     assert not slow.continuous
     assert not slow.control_widgets["amplitude"].continuous_update
-    forced = ipy_view(make_explorer(slow_compute, continuous=True))[1]
+    forced = view_of(make_explorer(slow_compute, continuous=True).ipywidget())
     assert forced.control_widgets["amplitude"].continuous_update
 
 
@@ -444,15 +445,11 @@ def test_continuous_auto_mode():
 # --------------------------------------------------------------------------------------------
 
 
-def panel_view(explorer: Explorer):
-    column = explorer.panel()
-    return column, column._explorer_view
-
-
 def test_panel_structure_and_servable(explorer):
     import panel as pn
 
-    column, view = panel_view(explorer)
+    column = explorer.panel()
+    view = view_of(column)
     assert isinstance(column, pn.Column)
     assert column.servable() is column
     assert set(view.control_widgets) == set(explorer.controls)
@@ -465,7 +462,7 @@ def test_panel_structure_and_servable(explorer):
 
 
 def test_panel_continuous_control_change_updates_pane(explorer):
-    _, view = panel_view(explorer)
+    view = view_of(explorer.panel())
     pane = view.plot_panes["signal"]
     view.control_widgets["amplitude"].value = 0.5
     np.testing.assert_allclose(pane.object["data"][0]["y"], expected_components(amplitude=0.5)[1])
@@ -481,7 +478,7 @@ def test_panel_continuous_control_change_updates_pane(explorer):
 def test_panel_on_release_mode_uses_value_throttled():
     import param
 
-    _, view = panel_view(make_explorer(slow_compute))
+    view = view_of(make_explorer(slow_compute).panel())
     assert not view.continuous
     pane = view.plot_panes["signal"]
     before = pane.object
@@ -494,7 +491,8 @@ def test_panel_on_release_mode_uses_value_throttled():
 
 
 def test_panel_updates_reach_the_bokeh_models(explorer):
-    column, view = panel_view(explorer)
+    column = explorer.panel()
+    view = view_of(column)
     column.get_root()  # what `panel serve` does for each session
     view.set_control("amplitude", 0.25)
     pane = view.plot_panes["signal"]
@@ -505,7 +503,7 @@ def test_panel_updates_reach_the_bokeh_models(explorer):
 
 
 def test_panel_compute_error_shows_alert_and_keeps_figure(explorer):
-    _, view = panel_view(explorer)
+    view = view_of(explorer.panel())
     view.control_widgets["harmonics"].value = [1, 3]
     before = view.plot_panes["signal"].object
     view.control_widgets["waveform"].value = "square"

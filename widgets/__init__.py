@@ -6,26 +6,7 @@ explorer is rendered (``Explorer.ipywidget()``, ``Explorer.panel()``, ``Explorer
 
 from __future__ import annotations
 
-from .explorer import (
-    Choice,
-    ControlError,
-    Explorer,
-    FigurePanel,
-    MultiChoice,
-    Slider,
-    Toggle,
-    Update,
-    measure_latency,
-)
+from . import explorer
+from .explorer import *  # noqa: F403
 
-__all__ = [
-    "Choice",
-    "ControlError",
-    "Explorer",
-    "FigurePanel",
-    "MultiChoice",
-    "Slider",
-    "Toggle",
-    "Update",
-    "measure_latency",
-]
+__all__ = explorer.__all__  # the package's public names are the explorer's

@@ -8,6 +8,7 @@ diffs it with ``Plotly.react``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
@@ -108,20 +109,18 @@ def _control_widget(control: Control, value: Any) -> pn.widgets.Widget:
     raise TypeError(f"unsupported control type {type(control).__name__}")
 
 
-def _to_widget_value(control: Control, value: Any) -> Any:
-    if isinstance(control, Slider) and control.log:
-        return control.exponent(value)
-    if isinstance(control, MultiChoice):
-        return list(value)
+def _same(value: Any) -> Any:
     return value
 
 
-def _from_widget_value(control: Control, value: Any) -> Any:
+def _conversions(control: Control) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(to the widget, from the widget): how a control's value and its Panel widget's differ
+    (a log slider moves in the exponent; a MultiChoice holds a list, the control a tuple)."""
     if isinstance(control, Slider) and control.log:
-        return control.from_exponent(value)
+        return control.exponent, control.from_exponent
     if isinstance(control, MultiChoice):
-        return tuple(value)
-    return value
+        return list, tuple
+    return _same, _same
 
 
 class PanelExplorerView(ExplorerView):
@@ -193,12 +192,14 @@ class PanelExplorerView(ExplorerView):
         for name, widget in self.control_widgets.items():
             # In on-release mode the throttled value is the one the reader committed to.
             raw = widget.value_throttled if self._is_throttled(name) else widget.value
-            values[name] = _from_widget_value(controls[name], raw)
+            _, from_widget = _conversions(controls[name])
+            values[name] = from_widget(raw)
         return values
 
     def set_widget_value(self, name: str, value: Any) -> None:
         widget = self.control_widgets[name]
-        widget_value = _to_widget_value(self.explorer.controls[name], value)
+        to_widget, _ = _conversions(self.explorer.controls[name])
+        widget_value = to_widget(value)
         if self._is_throttled(name):
             # What a browser does on release: value, then the (read-only) throttled value.
             with param.edit_constant(widget):

@@ -66,6 +66,33 @@ def points(xy, *, name: str, color: str = "white", size: float = 3, opacity: flo
     }
 
 
+def ring(
+    x,
+    y,
+    *,
+    color: str,
+    size: float = 14,
+    width: float = 2,
+    name: str | None = None,
+    legendgroup: str | None = None,
+) -> dict:
+    """Open circles around the selected point(s); in the legend only when named."""
+    trace = {
+        "type": "scatter",
+        "x": x,
+        "y": y,
+        "mode": "markers",
+        "marker": {"color": color, "size": size, "symbol": "circle-open", "line": {"width": width}},
+    }
+    if name is None:
+        trace["showlegend"] = False
+    else:
+        trace["name"] = name
+    if legendgroup is not None:
+        trace["legendgroup"] = legendgroup
+    return trace
+
+
 def polylines(paths, *, name: str, color: str, width: float = 1.0, markers: bool = False) -> dict:
     """Many polylines as one line trace, separated by gaps: paths is (points per line, lines, 2).
 

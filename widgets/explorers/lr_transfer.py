@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from widgets import figures
 from widgets.explorer import Choice, Control, Explorer, FigurePanel, Slider, Toggle
 from widgets.lr_transfer_figures import finite_or_none, sweep_traces
 from workbench.scaling import PARAMETRIZATIONS, SCALING_OPTIMIZERS
@@ -190,14 +191,8 @@ def _ordered(present: set, order: Sequence) -> list:
 # -------------------------------------------------------------------------------- panels
 def _sweep_traces(view: TransferView) -> list[dict]:
     run = view.run
-    circled = {
-        "type": "scatter",
-        "x": [float(np.log2(run.lr))],
-        "y": finite_or_none([run.loss]),
-        "mode": "markers",
-        "name": "this run",
-        "marker": {"symbol": "circle-open", "size": 18, "color": CURRENT, "line": {"width": 3}},
-    }
+    x, y = [float(np.log2(run.lr))], finite_or_none([run.loss])
+    circled = figures.ring(x, y, color=CURRENT, size=18, width=3, name="this run")
     return [*sweep_traces(view.summary, selected=run.value), circled]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, MultiChoice, Slider, Toggle
 from workbench.optim.race import Run
 from workbench.optim.registry import OPTIMIZERS
@@ -136,22 +137,8 @@ def sensitivity_traces(
             }
         )
     if selected is not None:
-        traces.append(
-            {
-                "type": "scatter",
-                "x": [selected.lr],
-                "y": [DIVERGED_Y if selected.diverged else selected.final_loss],
-                "mode": "markers",
-                "legendgroup": optimizer,
-                "showlegend": False,
-                "marker": {
-                    "color": color,
-                    "size": 14,
-                    "symbol": "circle-open",
-                    "line": {"width": 2},
-                },
-            }
-        )
+        y = DIVERGED_Y if selected.diverged else selected.final_loss
+        traces.append(figures.ring([selected.lr], [y], color=color, legendgroup=optimizer))
     return traces
 
 

@@ -145,21 +145,8 @@ def _error_traces(view: SolverSteps) -> list[dict]:
         )
         current = curve[curve.steps == view.steps]
         if len(current):
-            traces.append(
-                {
-                    "type": "scatter",
-                    "x": current.nfe.to_numpy(),
-                    "y": current.error.to_numpy(),
-                    "mode": "markers",
-                    "showlegend": False,
-                    "marker": {
-                        "color": color,
-                        "size": 13,
-                        "symbol": "circle-open",
-                        "line": {"width": 2},
-                    },
-                }
-            )
+            x, y = current.nfe.to_numpy(), current.error.to_numpy()
+            traces.append(figures.ring(x, y, color=color, size=13))
     return traces
 
 
