@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -23,9 +22,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import PYTHON, free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 
 # Runs in a fresh interpreter whose cwd is an empty folder: imports every module of the given
 # packages, one after the other, and reports per module what its import did.
@@ -209,12 +208,6 @@ def test_python_dash_m_workbench_still_runs_the_cli():
 # ---------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, timeout: float = 30) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -259,15 +252,6 @@ def start_app(port: int, log: Path, *args: str) -> subprocess.Popen:
         time.sleep(0.3)
     process.kill()
     raise TimeoutError(f"the app did not answer; its log: {log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,9 @@ explorer's main control, and see the figure change. Screenshots: runs/ui/lab-*.p
 from __future__ import annotations
 
 import pytest
-from conftest import (
-    PYTHON,
-    ROOT,
-    free_port,
-    move_slider_and_wait_for_figure,
-    screenshot,
-    start_server,
-    stop,
-)
+from conftest import ROOT, move_slider_and_wait_for_figure, screenshot
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from servers import PYTHON, serving
 
 from widgets.topics import TOPICS
 
@@ -39,17 +32,17 @@ def lab(tmp_path_factory):
             prepare_only=True,
             kernel_name="python3",
         )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        PYTHON, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={folder}",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    process = start_server(argv, f"{url}/api/status?token={TOKEN}", folder / "lab.log", cwd=folder)
-    yield url
-    stop(process)
+
+    def argv(port: int) -> list[str]:
+        return [
+            PYTHON, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={folder}",
+            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]  # fmt: skip
+
+    with serving(argv, f"/api/status?token={TOKEN}", folder / "lab.log", cwd=folder) as url:
+        yield url
 
 
 RUN_ALL_TIMEOUT_MS = 300_000

@@ -4,15 +4,8 @@ moving the main control changes the figure. Screenshots: runs/ui/panel-*.png."""
 from __future__ import annotations
 
 import pytest
-from conftest import (
-    PYTHON,
-    ROOT,
-    free_port,
-    move_slider_and_wait_for_figure,
-    screenshot,
-    start_server,
-    stop,
-)
+from conftest import ROOT, move_slider_and_wait_for_figure, screenshot
+from servers import PYTHON, serving
 
 from widgets.topics import TOPICS
 
@@ -21,14 +14,12 @@ pytestmark = pytest.mark.ui
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    def argv(port: int) -> list[str]:
+        return [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"]
+
     log = tmp_path_factory.mktemp("panel") / "server.log"
-    process = start_server(
-        [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"], f"{url}/", log, cwd=ROOT
-    )
-    yield url
-    stop(process)
+    with serving(argv, "/", log, cwd=ROOT) as url:
+        yield url
 
 
 def test_index_links_every_page(page, app_url):
