@@ -13,16 +13,7 @@ import ipywidgets as ipw
 import numpy as np
 import plotly.graph_objects as go
 
-from .explorer import (
-    Choice,
-    Control,
-    Explorer,
-    ExplorerView,
-    MultiChoice,
-    Slider,
-    Toggle,
-    Update,
-)
+from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
 # Room for a label with units plus a usable slider track and its readout.
 _SLIDER_WIDTH = "420px"

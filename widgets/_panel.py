@@ -15,16 +15,7 @@ import panel as pn
 import param
 from bokeh.models import CustomJSTickFormatter
 
-from .explorer import (
-    Choice,
-    Control,
-    Explorer,
-    ExplorerView,
-    MultiChoice,
-    Slider,
-    Toggle,
-    Update,
-)
+from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
 _SLIDER_WIDTH = 340
 _SELECT_WIDTH = 260
