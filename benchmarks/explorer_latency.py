@@ -39,8 +39,9 @@ def control_values(topic: Topic, n: int) -> list:
 
 
 def row_name(topic: Topic, explorer) -> str:
-    control = explorer.controls[topic.control]
-    return f"{topic.number}: {control.label} {topic.sweep[0]:g}..{topic.sweep[1]:g}"[:40]
+    """e.g. "01 solver-steps: steps 1..20" (the control's name; its label is in the explorer)."""
+    explorer.controls[topic.control]  # the table's control exists (a KeyError names it if not)
+    return f"{topic.number} {topic.slug}: {topic.control} {topic.sweep[0]:g}..{topic.sweep[1]:g}"
 
 
 def rebuild_latency(explorer, control: str, values) -> dict:
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="the topics at their SMOKE sizes")
     args = parser.parse_args()
     columns = ("headless", "ipywidget", "rebuild", "rebuild/ipywidget")
-    header = f"{'explorer':40} " + " ".join(f"{c:>10}" for c in columns[:3]) + f" {columns[3]:>18}"
+    header = f"{'explorer':42} " + " ".join(f"{c:>10}" for c in columns[:3]) + f" {columns[3]:>18}"
     print(header)
     print("-" * len(header))
     for topic in TOPICS:  # every topic in the table, at its served size
@@ -74,7 +75,7 @@ def main() -> None:
         rebuild = rebuild_latency(explorer, control, values)
         ratio = rebuild["median_ms"] / widget["median_ms"]
         print(
-            f"{name:40} {headless['median_ms']:8.1f}ms {widget['median_ms']:8.1f}ms "
+            f"{name:42} {headless['median_ms']:8.1f}ms {widget['median_ms']:8.1f}ms "
             f"{rebuild['median_ms']:8.1f}ms {ratio:17.1f}x"
         )
     print("medians over", args.updates, "updates; lower is better")
