@@ -15,7 +15,7 @@ arguments, so two studies with the same settings share every entry.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -65,13 +65,42 @@ def study_size(
 ) -> StudySize:
     """SMOKE: seconds, every code path; full: the notebook's measurements (the notebook's
     parameters set the full mode's samples, particles and particle steps)."""
-    if smoke:
-        return StudySize(500, 64, 20, 64, (0.0, 1.0, 3.0, 7.5), (0.0, 1.0, 3.0, 7.5), (1.0, 7.5),
-                         (5, 10, 20), 1000, 50, (0,), (1, 4), (1.0, 7.5), 50_000)  # fmt: skip
-    return StudySize(
-        n_samples, 300, 60, 256, SWEEP_SCALES, COMPARE_SCALES, HEATMAP_SCALES, HEATMAP_NFES,
-        particles, particle_steps, (0, 1, 2), (1, 2, 4, 8, 16), (1.0, 3.0, 7.5, 15.0), 200_000,
-    )  # fmt: skip
+    full = StudySize(
+        n_samples=n_samples,
+        n_error=300,
+        ems_lambdas=60,
+        ems_samples=256,
+        sweep_scales=SWEEP_SCALES,
+        compare_scales=COMPARE_SCALES,
+        heatmap_scales=HEATMAP_SCALES,
+        heatmap_nfes=HEATMAP_NFES,
+        particles=particles,
+        particle_steps=particle_steps,
+        smc_seeds=(0, 1, 2),
+        svdd_candidates=(1, 2, 4, 8, 16),
+        shown_scales=(1.0, 3.0, 7.5, 15.0),
+        normalizer_draws=200_000,
+    )
+    if not smoke:
+        return full
+    few_scales = (0.0, 1.0, 3.0, 7.5)
+    return replace(
+        full,
+        n_samples=500,
+        n_error=64,
+        ems_lambdas=20,
+        ems_samples=64,
+        sweep_scales=few_scales,
+        compare_scales=few_scales,
+        heatmap_scales=(1.0, 7.5),
+        heatmap_nfes=(5, 10, 20),
+        particles=1000,
+        particle_steps=50,
+        smc_seeds=(0,),
+        svdd_candidates=(1, 4),
+        shown_scales=(1.0, 7.5),
+        normalizer_draws=50_000,
+    )
 
 
 # DOP853's tolerance for the exact solution. Dynamic thresholding has kinks (where the clipped
