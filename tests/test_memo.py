@@ -115,3 +115,34 @@ def test_no_identity_keyed_caches_remain():
         if re.search(r"\bid\(|OrderedDict|lru_cache|functools.cache\b|@cache\b", line)
     ]
     assert offenders == []
+
+
+def test_typical_seconds_is_the_median_compute_time_of_misses():
+    import time
+
+    memo = Memo("timed", maxsize=8)
+    assert memo.typical_seconds() is None
+    for pause in (0.0, 0.05, 0.0):
+        memo.get(("key", pause, time.perf_counter()), lambda pause=pause: time.sleep(pause))
+    assert 0.0 <= memo.typical_seconds() < 0.05  # median of three: one slow, two instant
+    memo.get(("slow",), lambda: time.sleep(0.05))
+    memo.get(("slow",), lambda: time.sleep(0.05))  # a hit adds no time
+    assert memo.misses == 4 and memo.hits == 1
+    assert 0.04 < memo.typical_seconds() < 0.2  # median of four: the upper middle one
+    memo.clear()
+    assert memo.typical_seconds() is None
+
+
+def test_memoized_cached_says_whether_a_call_would_be_a_hit():
+    calls = []
+
+    @memoized("cached probe")
+    def square(x, power=2):
+        calls.append(x)
+        return x**power
+
+    assert not square.cached(3)
+    assert square(3) == 9
+    assert square.cached(3) and square.cached(3, power=2) and square.cached(x=3)
+    assert not square.cached(3, power=3)
+    assert calls == [3]

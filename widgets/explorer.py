@@ -317,6 +317,8 @@ class FigurePanel:
     ``traces(result)`` returns plain plotly trace dicts (numpy arrays allowed); dicts rather than
     ``go`` objects because plotly's validation of ``go`` objects is slow. ``layout`` is a dict or
     a callable ``result -> dict`` merged over a default layout with ``title`` and ``height``.
+    Figures take their container's width: panels share a row two by two where there is room
+    and stack where not; ``wide=True`` gives a panel a row of its own (a table, a long axis).
     """
 
     name: str
@@ -325,6 +327,7 @@ class FigurePanel:
     layout: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None = None
     height: int = 380
     width: int | None = None
+    wide: bool = False
 
     def base_layout(self) -> dict[str, Any]:
         layout: dict[str, Any] = {
@@ -394,6 +397,7 @@ class Explorer:
         panels: Sequence[FigurePanel],
         description: str = "",
         continuous: bool | Literal["auto"] = "auto",
+        cost: Callable[..., float | None] | None = None,
     ) -> None:
         if continuous not in ("auto", True, False):
             raise ValueError(f"continuous must be 'auto', True or False, got {continuous!r}")
@@ -403,6 +407,10 @@ class Explorer:
         self.description = description
         self.compute = compute
         self.continuous = continuous
+        # cost(**values): about how many seconds computing these values will take when they
+        # are not computed yet (a first visit), None when they are cached; the front ends say
+        # "computing... (first visit, about N s)" while such an update runs.
+        self.cost = cost
         self._controls = _unique_by_name(controls, "control")
         self._panels = _unique_by_name(panels, "panel")
         self._values: dict[str, Any] = self.defaults

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -180,3 +182,76 @@ def run_history(runs, value: str = "runtime_s", *, title: str, y_title: str) -> 
         "legend": {"orientation": "h", "y": -0.45},  # below the date line and axis title
     }
     return {"data": traces, "layout": layout}
+
+
+# --------------------------------------------------------------------------------------------
+# Colors and axes every explorer and notebook figure shares
+# --------------------------------------------------------------------------------------------
+
+
+def palette(n: int) -> list[str]:
+    """`n` distinct colors, as many as there are choices (never cycling back to the first).
+
+    Plotly's ten default colors while they suffice (what readers know), Dark24 up to 24,
+    beyond that evenly spaced hues of Turbo (no two equal, though close ones get hard to tell).
+    """
+    from plotly.colors import qualitative, sample_colorscale
+
+    if n < 0:
+        raise ValueError(f"palette needs n >= 0, got {n}")
+    if n <= len(qualitative.Plotly):
+        return list(qualitative.Plotly[:n])
+    if n <= len(qualitative.Dark24):
+        return list(qualitative.Dark24[:n])
+    return sample_colorscale("Turbo", [0.05 + 0.9 * i / (n - 1) for i in range(n)])
+
+
+def color_map(ids) -> dict:
+    """One color per id, in the given order: the same id keeps its color in every panel."""
+    ids = list(dict.fromkeys(ids))
+    return dict(zip(ids, palette(len(ids)), strict=True))
+
+
+_MAX_LOG_TICKS = 10
+
+
+def _power_text(base: int, k: int) -> str:
+    if base == 2:
+        return f"2<sup>{k}</sup>"
+    if -3 < k < 4:
+        return f"{10.0**k:g}"
+    return f"1e{k}"
+
+
+def log_axis(title: str, values=None, *, base: int = 10) -> dict:
+    """A readable log axis: one tick per power of `base`, labelled 2<sup>k</sup> or 0.01 / 1e-4.
+
+    Plotly's default log ticks print SI prefixes ("100μ") and crowd minor labels over short
+    ranges. With `values` (the data shown), the ticks are the powers inside their range; with
+    fewer than two there, 1-2-3-5 steps (base 10) or every half power (base 2) fill in.
+    """
+    axis = {"type": "log", "title": {"text": title}, "minor": {"ticks": ""}}
+    if values is None:  # no data to place ticks by: one per power, as 10 with a superscript
+        step = 1 if base == 10 else math.log10(2)
+        return axis | {"dtick": step, "exponentformat": "power", "showexponent": "all"}
+    array = np.asarray(values, dtype=float).ravel()
+    array = array[np.isfinite(array) & (array > 0)]
+    if not len(array):
+        return axis
+    low, high = math.log(array.min(), base), math.log(array.max(), base)
+    powers = list(range(math.ceil(low - 1e-9), math.floor(high + 1e-9) + 1))
+    stride = math.ceil(len(powers) / _MAX_LOG_TICKS)  # every power, or every 2nd, 3rd, ...
+    ticks = [(float(base) ** k, _power_text(base, k)) for k in powers if k % stride == 0]
+    if len(ticks) < 2:
+        if base == 10:
+            steps = [
+                m * 10.0**k
+                for k in range(math.floor(low) - 1, math.ceil(high) + 1)
+                for m in (1, 2, 3, 5)
+            ]
+        else:
+            steps = [2.0 ** (k / 2) for k in range(math.floor(2 * low), math.ceil(2 * high) + 1)]
+        ticks = [(v, f"{v:.3g}") for v in steps if array.min() / 1.001 <= v <= array.max() * 1.001]
+    axis["tickvals"] = [v for v, _ in ticks]
+    axis["ticktext"] = [t for _, t in ticks]
+    return axis

@@ -28,7 +28,8 @@ import functools
 import hashlib
 import inspect
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ import numpy as np
 V = TypeVar("V")
 
 _MEMOS: list[Memo] = []
+_TIMED_MISSES = 16
 
 
 class NoContent(TypeError):
@@ -136,6 +138,8 @@ class Memo:
         self._entries: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        # How long the recent misses took: what a reader waits on a first visit.
+        self._seconds: deque[float] = deque(maxlen=_TIMED_MISSES)
         _MEMOS.append(self)
 
     def get(self, key: Any, compute: Callable[[], V]) -> V:
@@ -150,8 +154,10 @@ class Memo:
                     self.hits += 1
                     return self._entries[digest]
         # computed outside the lock: two sessions asking at once may both compute (same value)
+        start = time.perf_counter()
         value = compute()
         with self._lock:
+            self._seconds.append(time.perf_counter() - start)
             self.misses += 1
             if digest is not None:
                 self._entries[digest] = value
@@ -161,16 +167,24 @@ class Memo:
         return value
 
     def __contains__(self, key: Any) -> bool:
-        digest = content_key(key)
+        digest = key if isinstance(key, _Digest) else content_key(key)
         with self._lock:
             return digest is not None and digest in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def typical_seconds(self) -> float | None:
+        """The median time of the recent computes (misses), None before the first: how long a
+        reader should expect a value not yet stored to take ("first visit, about N s")."""
+        with self._lock:
+            seconds = sorted(self._seconds)
+        return seconds[len(seconds) // 2] if seconds else None
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._seconds.clear()
             self.hits = self.misses = 0
 
     def __repr__(self) -> str:
@@ -198,7 +212,15 @@ def memoized(name: str, maxsize: int = 128) -> Callable[[Callable[..., V]], Call
                 return fn(*args, **kwargs)
             return memo.get(_Digest(digest), lambda: fn(*args, **kwargs))
 
+        def cached(*args, **kwargs) -> bool:
+            """Whether a call with these arguments would be answered from the memo."""
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            digest = content_key(qualified, dict(bound.arguments))
+            return digest is not None and _Digest(digest) in memo
+
         wrapper.memo = memo  # type: ignore[attr-defined]
+        wrapper.cached = cached  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
