@@ -29,6 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.progress import progress as progress_bar
+
 BACKENDS = ("inprocess", "processes", "dask")
 
 
@@ -75,7 +77,7 @@ class _Results:
     def __init__(self, count: int, progress: str | None, on_result: OnResult):
         self.count, self.on_result = count, on_result
         self.by_index: dict[int, Any] = {}
-        self.bar = _progress(total=count, desc=progress)
+        self.bar = progress_bar(total=count, desc=progress, disable=progress is None)
 
     def add(self, index: int, result: Any) -> None:
         self.by_index[index] = result
@@ -344,11 +346,3 @@ def _worker_count(text: str, spec: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise BackendError(f"backend {spec!r}: the worker count must be a positive integer")
     return int(text)
-
-
-def _progress(*, desc: str | None, total: int):
-    """A tqdm bar, disabled without a description. Imported here, not at module level:
-    tqdm.auto probes for ipywidgets on import, which the CLI and the runner never need."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=desc is None, leave=False)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from itertools import product
@@ -30,6 +31,7 @@ import psutil
 
 from workbench import history, regression
 from workbench.backends import get_backend
+from workbench.progress import HEADLESS_ENV
 from workbench.reporting import METRICS_FILE_ENV
 
 KERNEL_NAME = "python3"
@@ -387,11 +389,9 @@ def execute(
     metrics_file.unlink(missing_ok=True)
     profile = profile_of(notebook, values)
     error = None
-    previous = os.environ.get(METRICS_FILE_ENV)
-    os.environ[METRICS_FILE_ENV] = str(metrics_file)  # inherited by the kernel process
     start = time.perf_counter()
     try:
-        with _PeakMemory() as memory:
+        with _kernel_environment(_kernel_variables(metrics_file)), _PeakMemory() as memory:
             for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
                 try:
                     papermill.execute_notebook(
@@ -419,10 +419,6 @@ def execute(
         error = f"{type(failure).__name__}: {_first_line(str(failure))}"
     finally:
         runtime = time.perf_counter() - start
-        if previous is None:
-            os.environ.pop(METRICS_FILE_ENV, None)
-        else:
-            os.environ[METRICS_FILE_ENV] = previous
     try:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     except (OSError, ValueError):
@@ -441,6 +437,28 @@ def execute(
         executed=str(executed) if executed.exists() else None,
         variant=variant,
     )
+
+
+def _kernel_variables(metrics_file: Path) -> dict[str, str]:
+    """What an executed notebook's kernel is told: where to record its metrics, and that no
+    reader watches it (progress bars end as one line)."""
+    return {METRICS_FILE_ENV: str(metrics_file), HEADLESS_ENV: "1"}
+
+
+@contextmanager
+def _kernel_environment(variables: dict[str, str]):
+    """Set `variables` in this process's environment, which the kernel process inherits, and
+    put back what was there before."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # jupyter_client picks a kernel's TCP ports by binding port 0 and closing it, and the kernel
