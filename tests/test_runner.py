@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 
 import nbformat
 import pytest
@@ -139,6 +141,69 @@ def test_check_passes_after_update_and_names_a_drift_readably(project, capsys):
         in out
     )
     assert "DRIFT   01_answer [smoke] label: expected 'other', actual 'base' (outside exact)" in out
+
+
+def read_table(path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["metric", "value", "baseline", "atol", "rtol", "verdict"]
+    return {row["metric"]: row for row in rows}
+
+
+def test_each_notebook_gets_a_metrics_table_with_baseline_tolerance_and_verdict(project, capsys):
+    assert main(["run", "--smoke", "-q", "--no-html"]) == 1  # 02_broken fails
+    run_dir = only_run(project)
+    assert read_table(run_dir / "01_answer.metrics.csv")["answer"] == {
+        "metric": "answer",
+        "value": "21",
+        "baseline": "",
+        "atol": "1e-12",
+        "rtol": "1e-09",
+        "verdict": "no smoke baseline",
+    }
+    broken = read_table(run_dir / "02_broken.metrics.csv")
+    assert broken["before_failure"]["value"] == "1.5"
+    assert broken["before_failure"]["verdict"] == "not compared: the run failed"
+
+    assert main(["check", "--update-baselines"]) == 1  # 02_broken still failed
+    baseline_file = project.baselines_dir / "01_answer.json"
+    baseline = json.loads(baseline_file.read_text())
+    baseline["profiles"]["smoke"]["answer"]["value"] = 20.0
+    baseline["profiles"]["smoke"]["gone"] = {"value": 0.125, "atol": 0.0, "rtol": 0.01}
+    baseline_file.write_text(json.dumps(baseline))
+    capsys.readouterr()
+    assert main(["check", "--run", str(run_dir)]) == 1
+    assert (
+        f"every metric with its baseline, tolerance and verdict: {run_dir}/<notebook>.metrics.csv"
+        in capsys.readouterr().out
+    )
+    table = read_table(run_dir / "01_answer.metrics.csv")  # rewritten by the check
+    assert table["answer"]["baseline"] == "20"
+    assert table["answer"]["verdict"] == "outside atol 1e-12, rtol 1e-09"
+    assert table["label"] == {
+        "metric": "label",
+        "value": "base",
+        "baseline": "base",
+        "atol": "",
+        "rtol": "",
+        "verdict": "within baseline",
+    }
+    assert table["gone"] == {
+        "metric": "gone",
+        "value": "",
+        "baseline": "0.125",
+        "atol": "0",
+        "rtol": "0.01",
+        "verdict": "not recorded",
+    }
+    assert list(table) == ["answer", "label", "gone"]  # recorded order, then the missing
+
+
+def test_a_custom_run_lists_its_metrics_as_not_compared(project):
+    assert main(["run", "01_answer", "-p", "SCALE", "3", "-q", "--no-html"]) == 0
+    table = read_table(only_run(project) / "01_answer.metrics.csv")
+    assert table["answer"]["value"] == "63"
+    assert table["answer"]["verdict"] == "not compared: custom parameters"
 
 
 def test_default_parameters_compare_with_the_full_profile(project):
@@ -309,3 +374,46 @@ def test_an_empty_history_has_the_columns_a_reader_filters_on(tmp_path):
     assert history.trend(missing, "00_tour", "anything").empty
     assert history.metric_names(missing) == []
     assert not missing.exists()  # reading never creates the store
+
+
+# ------------------------------------------------------------------ what an export shows
+FIGURE_CELLS = (
+    "import plotly.graph_objects as go\n"
+    "go.Figure(go.Scatter(x=[1, 2, 3], y=[4, 1, 9], name='first-trace'))",
+    "go.Figure(go.Bar(x=['a', 'b'], y=[3, 5], name='second-trace')).show()",
+    "from workbench.progress import progress\nfor _ in progress(range(5), desc='loop'):\n    pass",
+)
+
+
+def test_executed_notebook_and_its_html_keep_every_figure_and_no_progress_widget(tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    notebook = tmp_path / "01_figures.ipynb"
+    write_notebook(notebook, *FIGURE_CELLS, parameters="SMOKE: bool = False  # run small\n")
+    result = runner.execute(notebook, tmp_path / "out", {})
+    assert result.ok, result.error
+
+    executed = nbformat.read(tmp_path / "out" / "01_figures.ipynb", as_version=4)
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs]
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    # JupyterLab keeps its interactive figure; the HTML copy beside it is for everything else
+    assert [f.data["application/vnd.plotly.v1+json"]["data"][0]["name"] for f in figures] == [
+        "first-trace",
+        "second-trace",
+    ]
+    assert all("Plotly.newPlot" in f.data["text/html"] for f in figures)
+    assert not [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    streams = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert re.fullmatch(r"loop: 5/5 in \d+\.\d s\n", streams), streams
+
+    html = (tmp_path / "out" / "01_figures.html").read_text()
+    assert html.count("Plotly.newPlot(") == 2
+    first = html[html.index("Plotly.newPlot(") :]
+    assert '"name":"first-trace"' in first and '"y":[4,1,9]' in first
+    # plotly.js embedded once for the page (offline: never fetched), not once per figure
+    bundle = get_plotlyjs()
+    assert html.count(bundle[:2000]) == 1
+    assert not re.search(r"<script[^>]+src=\"[^\"]*plotly", html)
+    assert len(html) < len(bundle) + 500_000

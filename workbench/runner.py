@@ -1,15 +1,19 @@
 """Run notebooks headlessly with papermill, keep everything a run produced, check metrics.
 
 A run writes `runs/<timestamp>/`: for each notebook the executed `.ipynb`, an `.html` export
-and its recorded metrics, plus `metrics.json` for the whole run (status, runtime, peak
-memory of the kernel, parameters, profile, metrics) and `summary.txt`, the printed table;
-every result is also appended to the run history (`runs/history.sqlite`, workbench.history).
-With `grid`, each notebook runs at every point of a parameter grid, on any backend.
+with its figures, its recorded metrics (`<notebook>.metrics.json`, and `<notebook>.metrics.csv`
+with each metric's baseline, tolerance and verdict, a table JupyterLab opens), plus
+`metrics.json` for the whole run (status, runtime, peak memory of the kernel, parameters,
+profile, metrics) and `summary.txt`, the printed table; every result is also appended to
+the run history (`runs/history.sqlite`, workbench.history). With `grid`, each
+notebook runs at every point of a parameter grid, on any backend.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
 import math
 import os
@@ -383,7 +387,7 @@ def execute(
     notebook = Path(notebook).resolve()
     out_dir = Path(out_dir).resolve()  # the kernel runs in the notebook's folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{notebook.stem}[{_safe(variant)}]" if variant else notebook.stem
+    name = output_name(notebook.stem, variant)
     executed = out_dir / f"{name}.ipynb"
     metrics_file = out_dir / f"{name}.metrics.json"
     metrics_file.unlink(missing_ok=True)
@@ -439,10 +443,21 @@ def execute(
     )
 
 
+# Plotly reads PLOTLY_RENDERER when it is imported. "plotly_mimetype" keeps the interactive
+# figure for JupyterLab; "notebook" adds an HTML copy for everything else (nbconvert's HTML
+# export, nbviewer, the classic notebook), and at the first figure embeds plotly.js once in
+# the notebook (offline: no CDN).
+PLOTLY_RENDERER = "plotly_mimetype+notebook"
+
+
 def _kernel_variables(metrics_file: Path) -> dict[str, str]:
-    """What an executed notebook's kernel is told: where to record its metrics, and that no
-    reader watches it (progress bars end as one line)."""
-    return {METRICS_FILE_ENV: str(metrics_file), HEADLESS_ENV: "1"}
+    """What an executed notebook's kernel is told: where to record its metrics, that no reader
+    watches it (progress bars end as one line), and how to store plotly figures."""
+    return {
+        METRICS_FILE_ENV: str(metrics_file),
+        HEADLESS_ENV: "1",
+        "PLOTLY_RENDERER": PLOTLY_RENDERER,
+    }
 
 
 @contextmanager
@@ -475,6 +490,12 @@ def _kernel_never_started(failure: RuntimeError) -> bool:
 def _whole_seconds(timeout: float | None) -> int | None:
     """nbclient's timeout is an integer number of seconds."""
     return None if timeout is None else max(1, math.ceil(timeout))
+
+
+def output_name(notebook: str, variant: str = "") -> str:
+    """What a notebook's files in a run folder are called: `<name>.ipynb`, `<name>.html`,
+    `<name>.metrics.json`, `<name>.metrics.csv`."""
+    return f"{notebook}[{_safe(variant)}]" if variant else notebook
 
 
 def _safe(text: str) -> str:
@@ -753,6 +774,7 @@ def run(
 
     def done(index: int, result: NotebookResult) -> None:
         """A notebook finished: check it, keep it in metrics.json and in the history now."""
+        verdict = None
         if result.ok:
             verdict = regression.check_notebook(
                 project.baselines_dir, result.notebook, result.profile, result.metrics
@@ -762,6 +784,7 @@ def run(
         else:
             echo(f"✗ {result.label} FAILED: {result.error}")
             echo(f"  executed notebook kept at {result.executed}")
+        write_metrics_table(run_dir, result, verdict, project.baselines_dir)
         finished[index] = result
         write_run(run_dir, [finished[i] for i in sorted(finished)], previous=previous)
         if history_problem:
@@ -887,6 +910,96 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+METRICS_TABLE_COLUMNS = ("metric", "value", "baseline", "atol", "rtol", "verdict")
+
+
+def metrics_table_path(run_dir: Path, result: NotebookResult) -> Path:
+    return Path(run_dir) / f"{output_name(result.notebook, result.variant)}.metrics.csv"
+
+
+def write_metrics_table(
+    run_dir: Path,
+    result: NotebookResult,
+    verdict: regression.NotebookCheck | None,
+    baselines_dir: Path,
+) -> Path:
+    """`<notebook>.metrics.csv`: every metric the notebook recorded with its baseline, the
+    tolerance it is checked with and the verdict, one row each (JupyterLab opens a CSV as a
+    table). `verdict` is None for a failed run: its metrics are listed, not compared."""
+    rows = metrics_table_rows(result, verdict, baselines_dir)
+    lines = io.StringIO()
+    writer = csv.writer(lines, lineterminator="\n")
+    writer.writerow(METRICS_TABLE_COLUMNS)
+    writer.writerows([row[column] for column in METRICS_TABLE_COLUMNS] for row in rows)
+    path = metrics_table_path(run_dir, result)
+    _write_atomically(path, lines.getvalue())
+    return path
+
+
+def metrics_table_rows(
+    result: NotebookResult, verdict: regression.NotebookCheck | None, baselines_dir: Path
+) -> list[dict[str, str]]:
+    """The rows of `<notebook>.metrics.csv`, recorded metrics first (in the order the notebook
+    recorded them), then the baseline's metrics the run did not record."""
+    expected = {}
+    if result.profile != regression.CUSTOM_PROFILE:
+        profiles = regression.load_baseline(baselines_dir, result.notebook)
+        expected = profiles.get(result.profile) or {}
+    drifts = {d.metric: d for d in verdict.drifts} if verdict is not None else {}
+
+    def said(metric: str) -> str:
+        if verdict is None:
+            return "not compared: the run failed"
+        if verdict.skipped:
+            return f"not compared: {verdict.skipped}"
+        drift = drifts.get(metric)
+        if drift is None and "*" in drifts:
+            return f"no {result.profile} baseline"
+        if drift is None:
+            return "within baseline"
+        return "no baseline" if drift.expected is None else drift.reason
+
+    rows = []
+    for metric, entry in result.metrics.items():
+        spec = expected.get(metric, {})
+        limits = spec if spec else entry
+        rows.append(
+            {
+                "metric": metric,
+                "value": _table_value(entry.get("value")),
+                "baseline": _table_value(spec.get("value")),
+                "atol": _table_value(limits.get("atol")),
+                "rtol": _table_value(limits.get("rtol")),
+                "verdict": said(metric),
+            }
+        )
+    for metric, spec in expected.items():
+        if metric not in result.metrics:
+            rows.append(
+                {
+                    "metric": metric,
+                    "value": "",
+                    "baseline": _table_value(spec.get("value")),
+                    "atol": _table_value(spec.get("atol")),
+                    "rtol": _table_value(spec.get("rtol")),
+                    "verdict": "not recorded" if verdict is not None else said(metric),
+                }
+            )
+    return rows
+
+
+def _table_value(value: Any) -> str:
+    """A metric's value for a reader: 6 significant digits (the tolerances are about 1e-6
+    relative; metrics.json keeps the exact value), yes/no, text as recorded, blank if none."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 def _result_from(entry: dict[str, Any]) -> NotebookResult:
     known = {f.name for f in fields(NotebookResult)}
     return NotebookResult(**{k: v for k, v in entry.items() if k in known})
@@ -948,6 +1061,7 @@ def check(
     for result in results:
         if not result.ok:
             echo(f"FAILED  {result.notebook}: the run failed ({result.error}); nothing to compare")
+            write_metrics_table(run_dir, result, None, project.baselines_dir)
             clean = False
             continue
         if update_baselines:
@@ -976,6 +1090,12 @@ def check(
             clean = False
             for drift in verdict.drifts:
                 echo(f"DRIFT   {drift.describe()}")
+        write_metrics_table(run_dir, result, verdict, project.baselines_dir)
+    if results:
+        echo(
+            f"every metric with its baseline, tolerance and verdict: "
+            f"{run_dir}/<notebook>.metrics.csv"
+        )
     return clean
 
 
