@@ -95,7 +95,7 @@ def make_explorer(compute_fn=compute, continuous: Any = "auto") -> Explorer:
                 "components",
                 component_traces,
                 layout=lambda c: {"xaxis": {"title": f"{len(c)} harmonics"}},
-                width=500,
+                wide=True,
             ),
         ],
         continuous=continuous,
@@ -170,7 +170,8 @@ def test_update_returns_expected_figures(explorer):
     assert update.figures["signal"]["layout"]["title"] == {"text": "signal"}
     assert update.figures["signal"]["layout"]["yaxis"] == {"title": "V"}
     assert update.figures["components"]["layout"]["xaxis"] == {"title": "2 harmonics"}
-    assert update.figures["components"]["layout"]["width"] == 500
+    # Figures take their container's width: no panel fixes one.
+    assert all("width" not in figure["layout"] for figure in update.figures.values())
     assert update.compute_ms >= 0 and update.render_ms >= 0
     assert update.total_ms == pytest.approx(update.compute_ms + update.render_ms)
 
@@ -300,7 +301,8 @@ def view_of(root):
 
 def test_ipywidget_structure(explorer):
     import ipywidgets as ipw
-    import plotly.graph_objects as go
+
+    from widgets._plot_grid import PlotGrid
 
     box = explorer.ipywidget()
     view = view_of(box)
@@ -310,27 +312,70 @@ def test_ipywidget_structure(explorer):
     assert isinstance(view.control_widgets["damping"], ipw.FloatLogSlider)
     assert isinstance(view.control_widgets["frequency"], ipw.IntSlider)
     assert isinstance(view.control_widgets["harmonics"], ipw.SelectMultiple)
-    assert view.control_widgets["amplitude"].style.description_width == "initial"
     assert view.control_widgets["amplitude"].description == "amplitude A (V)"
-    assert all(isinstance(f, go.FigureWidget) for f in view.figure_widgets.values())
+    assert isinstance(view.plots, PlotGrid) and view.plots in box.children
+    assert view.plots.panels == [
+        {"name": "signal", "height": 380, "wide": False},
+        {"name": "components", "height": 380, "wide": True},
+    ]
     assert view.error_widget.layout.display == "none"
-    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, expected_components()[1])
+    np.testing.assert_allclose(view.figures["signal"]["data"][0]["y"], expected_components()[1])
 
 
-def test_ipywidget_control_change_updates_figures_in_place(explorer):
+def sent_messages(widget) -> list[tuple[dict[str, Any], list[Any]]]:
+    """Record what a widget sends to the browser from now on: (message, binary buffers)."""
+    sent = []
+    send = widget._send
+
+    def record(msg, buffers=None):
+        sent.append((msg, buffers or []))
+        return send(msg, buffers)
+
+    widget._send = record
+    return sent
+
+
+def test_ipywidget_control_change_sends_every_figure_in_one_message(explorer):
     view = view_of(explorer.ipywidget())
-    figure = view.figure_widgets["signal"]
-    trace = figure.data[0]
+    sent = sent_messages(view.plots)
     view.control_widgets["amplitude"].value = 0.5
-    assert figure.data[0] is trace  # updated in place, not replaced
-    np.testing.assert_allclose(trace.y, expected_components(amplitude=0.5)[1])
+    np.testing.assert_allclose(
+        view.figures["signal"]["data"][0]["y"], expected_components(amplitude=0.5)[1]
+    )
     assert view.error_widget.layout.display == "none"
     assert "updated in" in view.status_widget.value
+    # one message for both panels, the arrays (x and y of 2 traces) as binary buffers
+    ((message, buffers),) = sent
+    assert set(message["state"]["figures"]) == {"signal", "components"}
+    assert len(buffers) == 4
+    y = message["state"]["figures"]["signal"]["data"][0]["y"]
+    assert y["__ndarray__"] and y["dtype"] == "float64" and y["shape"] == [len(T)]
 
     view.control_widgets["damping"].value = 0.1
     view.control_widgets["envelope"].value = True
     expected = expected_components(amplitude=0.5, envelope=True, damping=0.1)[1]
-    np.testing.assert_allclose(trace.y, expected)
+    np.testing.assert_allclose(view.figures["signal"]["data"][0]["y"], expected)
+
+
+def test_figures_travel_as_json_with_binary_arrays():
+    from widgets._plot_grid import _to_json
+
+    encoded = _to_json(
+        {
+            "y": np.array([1, 2], dtype=np.int64),
+            "z": np.arange(6.0).reshape(2, 3),
+            "text": np.array(["a", "b"]),
+            "marker": {"size": np.float32(3.5), "opacity": [0.5, float("nan")]},
+            "range": (np.int64(1), float("inf")),
+        }
+    )
+    assert encoded["y"]["dtype"] == "float64" and bytes(encoded["y"]["buffer"]) == (
+        np.array([1.0, 2.0]).tobytes()
+    )
+    assert encoded["z"]["shape"] == [2, 3] and len(encoded["z"]["buffer"]) == 6 * 8
+    assert encoded["text"] == ["a", "b"]
+    assert encoded["marker"] == {"size": 3.5, "opacity": [0.5, None]}
+    assert encoded["range"] == [1, None] and type(encoded["range"][0]) is int
 
 
 def test_ipywidget_vanished_trace_properties_are_reset():
@@ -358,28 +403,28 @@ def test_ipywidget_vanished_trace_properties_are_reset():
         ],
     )
     view = view_of(explorer.ipywidget())
-    figure = view.figure_widgets["p"]
-    assert figure.data[0].marker.color == "red"
+    assert view.figures["p"]["data"][0]["marker"] == {"color": "red"}
     view.set_control("marked", False)
-    assert figure.data[0].marker.color is None
-    assert figure.data[0].name is None
-    assert figure.layout.xaxis.range is None
-    np.testing.assert_allclose(figure.data[0].y, [0.0, 1.0, 2.0])
+    # The whole figure is sent and drawn with Plotly.react: what it no longer sets is gone.
+    (trace,) = view.figures["p"]["data"]
+    assert "marker" not in trace and "name" not in trace
+    assert "xaxis" not in view.figures["p"]["layout"]
+    np.testing.assert_allclose(trace["y"], [0.0, 1.0, 2.0])
 
 
 def test_ipywidget_compute_error_shows_message_and_keeps_figures(explorer):
     view = view_of(explorer.ipywidget())
     view.control_widgets["harmonics"].value = (1, 3)
-    before = np.array(view.figure_widgets["signal"].data[0].y)
+    before = np.array(view.figures["signal"]["data"][0]["y"])
     view.control_widgets["waveform"].value = "square"
     assert view.error_widget.layout.display != "none"
     assert "a square wave supports harmonics 1 and 2 only" in view.error_widget.value
-    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, before)
+    np.testing.assert_allclose(view.figures["signal"]["data"][0]["y"], before)
     # Fixing the combination clears the error.
     view.control_widgets["harmonics"].value = (1, 2)
     assert view.error_widget.layout.display == "none"
     expected = expected_components(waveform="square", harmonics=(1, 2))
-    np.testing.assert_allclose(view.figure_widgets["signal"].data[0].y, expected[1] + expected[2])
+    np.testing.assert_allclose(view.figures["signal"]["data"][0]["y"], expected[1] + expected[2])
 
 
 def test_ipywidget_bug_is_shown_inline_and_logged(explorer, caplog):
@@ -393,14 +438,14 @@ def test_ipywidget_bug_is_shown_inline_and_logged(explorer, caplog):
 
 def test_ipywidget_trace_count_change(explorer):
     view = view_of(explorer.ipywidget())
-    figure = view.figure_widgets["components"]
-    assert len(figure.data) == 1
+    assert len(view.figures["components"]["data"]) == 1
     view.control_widgets["harmonics"].value = (1, 2, 3)
-    assert [t.name for t in figure.data] == ["harmonic 1", "harmonic 2", "harmonic 3"]
-    np.testing.assert_allclose(figure.data[2].y, expected_components(harmonics=(3,))[3])
-    assert figure.layout.xaxis.title.text == "3 harmonics"
+    figure = view.figures["components"]
+    assert [t["name"] for t in figure["data"]] == ["harmonic 1", "harmonic 2", "harmonic 3"]
+    np.testing.assert_allclose(figure["data"][2]["y"], expected_components(harmonics=(3,))[3])
+    assert figure["layout"]["xaxis"] == {"title": "3 harmonics"}
     view.control_widgets["harmonics"].value = (2,)
-    assert [t.name for t in figure.data] == ["harmonic 2"]
+    assert [t["name"] for t in view.figures["components"]["data"]] == ["harmonic 2"]
 
 
 def compute_ok_only(ok: bool) -> bool:
@@ -418,10 +463,10 @@ def test_ipywidget_initial_compute_error_builds_empty_figures():
     )
     view = view_of(broken.ipywidget())
     assert view.error == "not ok"
-    assert len(view.figure_widgets["p"].data) == 0
+    assert len(view.figures["p"]["data"]) == 0
     view.set_control("ok", True)
     assert view.error is None
-    assert view.figure_widgets["p"].data[0].type == "bar"
+    assert view.figures["p"]["data"][0]["type"] == "bar"
 
 
 def slow_compute(**values: Any) -> dict[int, np.ndarray]:
@@ -512,6 +557,174 @@ def test_panel_compute_error_shows_alert_and_keeps_figure(explorer):
     assert view.plot_panes["signal"].object is before
     view.control_widgets["waveform"].value = "sine"
     assert not view.error_widget.visible
+
+
+# --------------------------------------------------------------------------------------------
+# Layout (what a browser then shows is checked by tests/ui)
+# --------------------------------------------------------------------------------------------
+
+LONG_OPTION = "classifier-free guidance + DPM-Solver-v3 (third order)"
+
+
+def long_label_explorer() -> Explorer:
+    def line(result: float) -> list[dict[str, Any]]:
+        return [{"type": "scatter", "y": [1.0, result]}]
+
+    return Explorer(
+        "long labels",
+        [
+            Slider("alpha", "residual branch multiplier exponent alpha", 0.0, 1.0, 0.5),
+            Choice("method", "method", [LONG_OPTION, "CFG"], "CFG"),
+        ],
+        lambda alpha, method: alpha,
+        [FigurePanel("a", "a", line), FigurePanel("b", "b", line, wide=True)],
+    )
+
+
+def test_ipywidget_labels_sit_above_and_selects_fit_their_longest_option():
+    view = view_of(long_label_explorer().ipywidget())
+    slider = view.control_widgets["alpha"]
+    # the label takes a line of its own inside the wrapping widget: the track keeps its width
+    assert slider.style.description_width == "100%"
+    assert (slider.layout.flex_flow, slider.layout.height) == ("row wrap", "auto")
+    assert slider.layout.max_width == "100%"
+    select = view.control_widgets["method"]
+    assert select.layout.width == f"{len(LONG_OPTION) + 6}ch"
+    assert select.layout.max_width == "100%"
+    assert view.plots.panels[1] == {"name": "b", "height": 380, "wide": True}
+
+
+def test_plot_grid_lays_panels_two_by_two_and_wide_ones_alone():
+    from widgets._plot_grid import PlotGrid
+
+    css = " ".join(PlotGrid._css.split())
+    assert "grid-template-columns: repeat(auto-fit, minmax(min(460px, 100%), 1fr))" in css
+    assert ".wb-wide { grid-column: 1 / -1; }" in css
+
+
+def test_panel_grid_selects_and_wide_panels():
+    from widgets._panel import _GRID_STYLES
+
+    view = view_of(long_label_explorer().panel())
+    grid = next(child for child in view.root if child.styles == _GRID_STYLES)
+    assert list(grid) == [view.plot_panes["a"], view.plot_panes["b"]]
+    assert "grid-column" not in view.plot_panes["a"].styles
+    assert view.plot_panes["b"].styles["grid-column"] == "1 / -1"
+    assert all(p.sizing_mode == "stretch_width" for p in view.plot_panes.values())
+    assert view.control_widgets["method"].width == round(len(LONG_OPTION) * 7.5 + 40)
+    assert view.control_widgets["method"].styles == {"max-width": "100%"}
+
+
+# --------------------------------------------------------------------------------------------
+# Updates in the background: latest wins, and a slow one says so
+# --------------------------------------------------------------------------------------------
+
+
+def front_end_view(frontend: str, explorer: Explorer):
+    from widgets._ipy import IpyExplorerView
+    from widgets._panel import PanelExplorerView
+
+    view_class = IpyExplorerView if frontend == "ipywidget" else PanelExplorerView
+    return view_class(explorer, background=True)
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def shown_signal_y(view) -> np.ndarray:
+    if hasattr(view, "plots"):
+        return np.asarray(view.figures["signal"]["data"][0]["y"])
+    return np.asarray(view.plot_panes["signal"].object["data"][0]["y"])
+
+
+@pytest.mark.parametrize("frontend", ["ipywidget", "panel"])
+def test_moves_during_a_slow_update_coalesce_to_the_latest(frontend):
+    import threading
+
+    computed: list[float] = []
+    release = threading.Event()
+
+    def gated(**values: Any) -> dict[int, np.ndarray]:
+        computed.append(values["amplitude"])
+        if len(computed) == 2:  # the first move (the initial compute ran at construction)
+            assert release.wait(10)
+        return compute(**values)
+
+    view = front_end_view(frontend, make_explorer(gated))
+    view.set_widget_value("amplitude", 0.1)
+    wait_until(lambda: len(computed) == 2)
+    for amplitude in (0.2, 0.3, 0.4, 0.5, 0.6):  # five moves while that update runs
+        view.set_widget_value("amplitude", amplitude)
+    release.set()
+    assert view.wait(10)
+    assert computed[1:] == [0.1, 0.6]  # two computes: the running one, then only the latest
+    assert view.update_count == 6 and view.compute_count == 2
+    np.testing.assert_allclose(shown_signal_y(view), expected_components(amplitude=0.6)[1])
+
+
+def busy_shown(view) -> tuple[str, bool]:
+    """(the note over the figures, whether they are dimmed) as the front end shows them."""
+    if hasattr(view, "plots"):
+        return view.plots.status, view.plots.status != ""
+    dimmed = all(pane.loading for pane in view.plot_panes.values())
+    return (view.busy_widget.object if view.busy_widget.visible else ""), dimmed
+
+
+@pytest.mark.parametrize("frontend", ["ipywidget", "panel"])
+def test_a_slow_update_says_computing_with_the_first_visit_estimate(frontend):
+    import threading
+
+    release = threading.Event()
+
+    def slow_when_large(**values: Any) -> dict[int, np.ndarray]:
+        if values["amplitude"] > 1.0:
+            assert release.wait(10)
+        return compute(**values)
+
+    explorer = make_explorer(slow_when_large)
+    explorer.cost = lambda **values: 12.4 if values["frequency"] == 3 else None
+    view = front_end_view(frontend, explorer)
+    shown: list[str | None] = []
+    show_busy = view.show_busy
+    view.show_busy = lambda text: (shown.append(text), show_busy(text))
+
+    view.set_widget_value("frequency", 3)  # fast: no note at all
+    assert view.wait(10)
+    assert shown == [] and busy_shown(view) == ("", False)
+
+    view.set_widget_value("amplitude", 1.5)
+    wait_until(lambda: view.busy is not None)
+    assert busy_shown(view) == ("computing… (first visit, about 12 s)", True)
+    release.set()
+    assert view.wait(10)
+    assert busy_shown(view) == ("", False) and view.busy is None
+    assert shown == ["computing… (first visit, about 12 s)", None]
+
+    release.clear()
+    view.set_widget_value("frequency", 4)  # amplitude still 1.5: slow again, no estimate
+    wait_until(lambda: view.busy is not None)
+    assert busy_shown(view) == ("computing…", True)
+    release.set()
+    assert view.wait(10)
+    assert "updated in" in (
+        view.status_widget.value if frontend == "ipywidget" else view.status_widget.object
+    )
+
+
+def test_first_visit_seconds_validates_and_survives_a_broken_cost(explorer, caplog):
+    explorer.cost = lambda **values: 0.4 * values["frequency"]
+    assert explorer.first_visit_seconds({"frequency": 3}) == pytest.approx(1.2)
+    assert explorer.first_visit_seconds({"frequency": 99}) is None  # invalid: no estimate
+    view = view_of(explorer.ipywidget())
+    assert view.busy_text({"frequency": 3}) == "computing… (first visit, about 1.2 s)"
+    explorer.cost = lambda **values: 1 / 0
+    with caplog.at_level(logging.ERROR, logger="widgets.explorer"):
+        assert explorer.first_visit_seconds({}) is None
+    assert any(record.exc_info for record in caplog.records)
 
 
 # --------------------------------------------------------------------------------------------

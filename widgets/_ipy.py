@@ -1,7 +1,7 @@
-"""JupyterLab front end of an Explorer: ipywidgets controls and plotly FigureWidgets.
+"""JupyterLab front end of an Explorer: ipywidgets controls over one PlotGrid of figures.
 
-Figures are updated in place (one ``batch_update`` per figure) instead of being redrawn, so
-the plot does not flicker and zoom/legend state survives a slider move.
+Each update sends every panel's figure dict in one message; plotly.js diffs it against the
+screen (``Plotly.react``), so the plot does not flicker and zoom survives a slider move.
 """
 
 from __future__ import annotations
@@ -10,33 +10,47 @@ import html
 from typing import Any
 
 import ipywidgets as ipw
-import numpy as np
-import plotly.graph_objects as go
 
+from ._plot_grid import CONTROLS_CLASS, PlotGrid
 from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
-# Room for a label with units plus a usable slider track and its readout.
-_SLIDER_WIDTH = "420px"
-_SELECT_WIDTH = "320px"
-_CONTROL_MARGIN = "2px 24px 2px 0"
-# Figures without a fixed width share a row and wrap below this width.
-_FIGURE_BASIS = "1 1 460px"
-_FIGURE_MIN_WIDTH = "360px"
+_CONTROL_MARGIN = "2px 28px 6px 0"
+# A slider's track takes what its label above it leaves free, within these bounds.
+_SLIDER_WIDTH = "340px"
 _ERROR_STYLE = "color:#c62828;font-weight:600"
 _STATUS_STYLE = "color:#888;font-size:0.85em"
 
 
-def _label_style() -> dict[str, str]:
-    # "initial" lets the label take the width it needs instead of being cut at ~80px.
-    return {"description_width": "initial"}
+def _labelled_above(width: str) -> dict[str, Any]:
+    """Layout and style that put a widget's description on a line of its own above it.
+
+    The description takes the full width of a wrapping widget box, so the slider track (or
+    select) starts on the next line with all the width, however long the label; the label
+    stays inside the widget, where a reader (and a browser test) finds it.
+    """
+    return {
+        "style": {"description_width": "100%"},
+        "layout": ipw.Layout(
+            width=width,
+            max_width="100%",
+            height="auto",  # two lines: an inline widget is one line high by default
+            flex_flow="row wrap",
+            margin=_CONTROL_MARGIN,
+        ),
+    }
+
+
+def _options_width(control: Choice | MultiChoice) -> str:
+    """Room for the longest option label (and the select's arrow), in characters."""
+    longest = max(len(label) for label, _ in control.pairs)
+    return f"{max(longest + 6, 18)}ch"
 
 
 def _slider_widget(control: Slider, value: float, continuous: bool) -> ipw.Widget:
     common: dict[str, Any] = {
         "description": control.label,
-        "style": _label_style(),
-        "layout": ipw.Layout(width=_SLIDER_WIDTH, margin=_CONTROL_MARGIN),
         "continuous_update": continuous,
+        **_labelled_above(_SLIDER_WIDTH),
     }
     if control.integer:
         return ipw.IntSlider(
@@ -75,8 +89,7 @@ def _control_widget(control: Control, value: Any, continuous: bool) -> ipw.Widge
             options=list(control.pairs),
             value=value,
             description=control.label,
-            style=_label_style(),
-            layout=ipw.Layout(width=_SELECT_WIDTH, margin=_CONTROL_MARGIN),
+            **_labelled_above(_options_width(control)),
         )
     if isinstance(control, MultiChoice):
         return ipw.SelectMultiple(
@@ -84,15 +97,14 @@ def _control_widget(control: Control, value: Any, continuous: bool) -> ipw.Widge
             value=tuple(value),
             rows=min(len(control.pairs), 6),
             description=control.label,
-            style=_label_style(),
-            layout=ipw.Layout(width=_SELECT_WIDTH, margin=_CONTROL_MARGIN),
+            **_labelled_above(_options_width(control)),
         )
     if isinstance(control, Toggle):
         return ipw.Checkbox(
             value=value,
             description=control.label,
             indent=False,
-            style=_label_style(),
+            style={"description_width": "initial"},
             layout=ipw.Layout(width="auto", margin=_CONTROL_MARGIN),
         )
     raise TypeError(f"unsupported control type {type(control).__name__}")
@@ -105,83 +117,37 @@ def _widget_value(control: Control, widget: ipw.Widget) -> Any:
     return widget.value
 
 
-# --------------------------------------------------------------------------------------------
-# Updating a FigureWidget in place
-# --------------------------------------------------------------------------------------------
-
-
-def same_nested_value(a: Any, b: Any) -> bool:
-    """Equality of plotly property values (nested dicts, lists, numpy arrays) that never raises."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_nested_value(a[k], b[k]) for k in a)
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        try:
-            return bool(np.array_equal(a, b))
-        except (TypeError, ValueError):
-            return False
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_nested_value(x, y) for x, y in zip(a, b, strict=True))
+def _in_a_kernel() -> bool:
+    """Whether we run in a Jupyter kernel (where a blocked thread would stall every widget)."""
     try:
-        return bool(a == b)
-    except (TypeError, ValueError):
+        from IPython import get_ipython
+    except ImportError:
         return False
-
-
-def _trace_type(trace: dict[str, Any]) -> str:
-    return trace.get("type", "scatter")
-
-
-def _trace_keys(traces: list[dict[str, Any]]) -> list[set[str]]:
-    return [set(trace) - {"type"} for trace in traces]
-
-
-def _same_trace_types(figure: go.FigureWidget, traces: list[dict[str, Any]]) -> bool:
-    return len(figure.data) == len(traces) and all(
-        current.type == _trace_type(new) for current, new in zip(figure.data, traces, strict=True)
-    )
-
-
-def _restyle_in_place(
-    figure: go.FigureWidget, traces: list[dict[str, Any]], previous_keys: list[set[str]]
-) -> None:
-    for trace, new, old_keys in zip(figure.data, traces, previous_keys, strict=True):
-        props = {key: value for key, value in new.items() if key != "type"}
-        # overwrite=True replaces each given property whole (marker, line, ...) but leaves
-        # unmentioned ones alone, so a property the new trace no longer sets is reset
-        # explicitly. Properties we never set (legend-click visibility) are left to the reader.
-        props.update(dict.fromkeys(old_keys - props.keys()))
-        trace.update(props, overwrite=True)
-
-
-def _relayout(figure: go.FigureWidget, new: dict[str, Any], old: dict[str, Any]) -> None:
-    # Only changed top-level keys are sent: re-sending an unchanged xaxis would reset the
-    # reader's zoom on every slider move.
-    changes = {
-        key: value for key, value in new.items() if not same_nested_value(old.get(key), value)
-    }
-    changes.update(dict.fromkeys(old.keys() - new.keys()))
-    if changes:
-        figure.update_layout(changes, overwrite=True)
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 class IpyExplorerView(ExplorerView):
-    """Builds and drives the ipywidgets front end; ``root`` is the VBox to display."""
+    """Builds and drives the ipywidgets front end; ``root`` is the VBox to display.
 
-    def __init__(self, explorer: Explorer) -> None:
-        super().__init__(explorer)
+    In a kernel, updates run on the view's worker thread (``background``, see ExplorerView):
+    the kernel keeps receiving slider moves while one computes, and ipywidgets sends trait
+    changes made on a thread. Elsewhere (tests, scripts) they run where the event fires.
+    """
+
+    def __init__(self, explorer: Explorer, background: bool | None = None) -> None:
+        super().__init__(explorer, _in_a_kernel() if background is None else background)
         values = explorer.values
         self.control_widgets: dict[str, ipw.Widget] = {
             name: _control_widget(control, values[name], self.continuous)
             for name, control in explorer.controls.items()
         }
-        figures = self.initial_figures()
-        self.figure_widgets: dict[str, go.FigureWidget] = {
-            name: go.FigureWidget(figure) for name, figure in figures.items()
-        }
-        # What we last sent, to reset vanished properties and skip unchanged layout keys.
-        self._sent_trace_keys = {name: _trace_keys(f["data"]) for name, f in figures.items()}
-        self._sent_layouts = {name: f["layout"] for name, f in figures.items()}
-
+        panels = [
+            {"name": name, "height": panel.height, "wide": panel.wide}
+            for name, panel in explorer.panels.items()
+        ]
+        self.plots = PlotGrid(
+            panels=panels, figures=self.initial_figures(), layout=ipw.Layout(width="100%")
+        )
         self.error_widget = ipw.HTML(layout=ipw.Layout(display="none", margin="4px 0"))
         self.status_widget = ipw.HTML(layout=ipw.Layout(margin="0"))
         self.root = ipw.VBox(
@@ -189,9 +155,10 @@ class IpyExplorerView(ExplorerView):
                 *self._header(),
                 self._controls_row(),
                 self.error_widget,
-                self._figures_row(),
+                self.plots,
                 self.status_widget,
-            ]
+            ],
+            layout=ipw.Layout(width="100%"),
         )
         # The VBox is what a notebook holds; tests and measure_latency reach the controller here.
         self.root._explorer_view = self  # type: ignore[attr-defined]
@@ -200,6 +167,11 @@ class IpyExplorerView(ExplorerView):
         self.show_status(self.initial_status())
         for widget in self.control_widgets.values():
             widget.observe(self._on_value_change, names="value")
+
+    @property
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """The figure dict each panel shows (what was last sent to the browser)."""
+        return self.plots.figures
 
     # ----- layout -----------------------------------------------------------------------------
 
@@ -211,23 +183,14 @@ class IpyExplorerView(ExplorerView):
         return header
 
     def _controls_row(self) -> ipw.Box:
-        return ipw.Box(
+        row = ipw.Box(
             list(self.control_widgets.values()),
-            layout=ipw.Layout(display="flex", flex_flow="row wrap", align_items="center"),
+            layout=ipw.Layout(
+                display="flex", flex_flow="row wrap", align_items="flex-end", width="100%"
+            ),
         )
-
-    def _figures_row(self) -> ipw.Box:
-        cells = []
-        for name, figure in self.figure_widgets.items():
-            width = self.explorer.panels[name].width
-            # FigureWidget.layout is the plotly layout, so sizing goes on a wrapping Box.
-            cell_layout = (
-                ipw.Layout(flex=f"0 0 {width}px")
-                if width is not None
-                else ipw.Layout(flex=_FIGURE_BASIS, min_width=_FIGURE_MIN_WIDTH)
-            )
-            cells.append(ipw.Box([figure], layout=cell_layout))
-        return ipw.Box(cells, layout=ipw.Layout(display="flex", flex_flow="row wrap", width="100%"))
+        row.add_class(CONTROLS_CLASS)  # labels left-aligned over their widget (PlotGrid's CSS)
+        return row
 
     # ----- ExplorerView -----------------------------------------------------------------------
 
@@ -246,30 +209,7 @@ class IpyExplorerView(ExplorerView):
 
     def apply_figures(self, update: Update) -> None:
         assert update.figures is not None
-        for name, figure in self.figure_widgets.items():
-            new = update.figures[name]
-            self._apply_figure(name, figure, new["data"], new["layout"])
-
-    def _apply_figure(
-        self,
-        name: str,
-        figure: go.FigureWidget,
-        traces: list[dict[str, Any]],
-        layout: dict[str, Any],
-    ) -> None:
-        if _same_trace_types(figure, traces):
-            with figure.batch_update():
-                _restyle_in_place(figure, traces, self._sent_trace_keys[name])
-                _relayout(figure, layout, self._sent_layouts[name])
-        else:
-            # Adding and deleting traces are separate plotly messages that batch_update
-            # cannot hold, so the new traces go in first and the layout follows in one batch.
-            figure.data = ()
-            figure.add_traces(traces)
-            with figure.batch_update():
-                _relayout(figure, layout, self._sent_layouts[name])
-        self._sent_trace_keys[name] = _trace_keys(traces)
-        self._sent_layouts[name] = layout
+        self.plots.figures = dict(update.figures)  # every panel in one message
 
     def show_error(self, message: str | None) -> None:
         if message is None:
@@ -281,3 +221,8 @@ class IpyExplorerView(ExplorerView):
 
     def show_status(self, text: str) -> None:
         self.status_widget.value = f"<span style='{_STATUS_STYLE}'>{html.escape(text)}</span>"
+
+    def show_busy(self, text: str | None) -> None:
+        self.plots.status = text or ""
+        if text is not None:
+            self.show_status(text)

@@ -18,9 +18,24 @@ from bokeh.models import CustomJSTickFormatter
 from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
 _SLIDER_WIDTH = 340
-_SELECT_WIDTH = 260
-_FIGURE_MIN_WIDTH = 360
+# A select as wide as its longest option (about 7.5 px a character, 40 px of arrow and padding)
+_SELECT_CHAR_PX, _SELECT_PAD_PX, _SELECT_MIN_PX, _SELECT_MAX_PX = 7.5, 40, 200, 560
 _STATUS_STYLES = {"color": "#888", "font-size": "0.85em"}
+_BUSY_STYLES = {
+    "color": "#5b4100",
+    "background": "#fff6dc",
+    "border": "1px solid #e0b252",
+    "border-radius": "4px",
+    "padding": "2px 12px",
+    "font-weight": "600",
+}
+# Two panels per row where each gets 460 px, one where not; "wide" panels a row of their own.
+_GRID_STYLES = {
+    "display": "grid",
+    "grid-template-columns": "repeat(auto-fit, minmax(min(460px, 100%), 1fr))",
+    "gap": "4px 12px",
+    "width": "100%",
+}
 _FORMAT_SPEC = re.compile(r"^\.(\d+)([efg])$")
 # An Alert renders Markdown; a solver named dpm_solver_2m must not turn into italics.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
@@ -84,16 +99,31 @@ def _slider_widget(control: Slider, value: float) -> pn.widgets.Widget:
     )
 
 
+def _options_width(control: Choice | MultiChoice) -> int:
+    """Pixels for the longest option label (and the label above), within bounds."""
+    longest = max(len(text) for text in (control.label, *(label for label, _ in control.pairs)))
+    wanted = round(longest * _SELECT_CHAR_PX + _SELECT_PAD_PX)
+    return min(max(wanted, _SELECT_MIN_PX), _SELECT_MAX_PX)
+
+
 def _control_widget(control: Control, value: Any) -> pn.widgets.Widget:
     if isinstance(control, Slider):
         return _slider_widget(control, value)
     if isinstance(control, Choice):
         return pn.widgets.Select(
-            **_label(control), options=dict(control.pairs), value=value, width=_SELECT_WIDTH
+            **_label(control),
+            options=dict(control.pairs),
+            value=value,
+            width=_options_width(control),
+            styles={"max-width": "100%"},
         )
     if isinstance(control, MultiChoice):
         return pn.widgets.MultiChoice(
-            **_label(control), options=dict(control.pairs), value=list(value), width=_SELECT_WIDTH
+            **_label(control),
+            options=dict(control.pairs),
+            value=list(value),
+            width=_options_width(control),
+            styles={"max-width": "100%"},
         )
     if isinstance(control, Toggle):
         return pn.widgets.Checkbox(**_label(control), value=value)
@@ -114,11 +144,21 @@ def _conversions(control: Control) -> tuple[Callable[[Any], Any], Callable[[Any]
     return _same, _same
 
 
-class PanelExplorerView(ExplorerView):
-    """Builds and drives the Panel front end; ``root`` is the Column to show or serve."""
+def _in_a_served_session() -> bool:
+    doc = pn.state.curdoc
+    return doc is not None and doc.session_context is not None
 
-    def __init__(self, explorer: Explorer) -> None:
-        super().__init__(explorer)
+
+class PanelExplorerView(ExplorerView):
+    """Builds and drives the Panel front end; ``root`` is the Column to show or serve.
+
+    In a served session updates run on the view's worker thread (``background``, see
+    ExplorerView), so the session's event loop, and every other session, keeps answering while
+    one computes; Panel forwards the changes made on that thread to the session's loop.
+    """
+
+    def __init__(self, explorer: Explorer, background: bool | None = None) -> None:
+        super().__init__(explorer, _in_a_served_session() if background is None else background)
         values = explorer.values
         self.control_widgets: dict[str, pn.widgets.Widget] = {
             name: _control_widget(control, values[name])
@@ -128,12 +168,14 @@ class PanelExplorerView(ExplorerView):
             name: self._plot_pane(name, figure) for name, figure in self.initial_figures().items()
         }
         self.error_widget = pn.pane.Alert("", alert_type="danger", visible=False, margin=(4, 10))
+        self.busy_widget = pn.pane.HTML("", styles=_BUSY_STYLES, visible=False, margin=(4, 10))
         self.status_widget = pn.pane.HTML("", styles=_STATUS_STYLES, margin=(0, 10))
         self.root = pn.Column(
             self._header(),
-            pn.FlexBox(*self.control_widgets.values(), align_items="center"),
+            pn.FlexBox(*self.control_widgets.values(), align_items="flex-end"),
             self.error_widget,
-            pn.FlexBox(*self.plot_panes.values()),
+            self.busy_widget,
+            pn.Column(*self.plot_panes.values(), styles=_GRID_STYLES, sizing_mode="stretch_width"),
             self.status_widget,
             sizing_mode="stretch_width",
         )
@@ -153,16 +195,13 @@ class PanelExplorerView(ExplorerView):
 
     def _plot_pane(self, name: str, figure: dict[str, Any]) -> pn.pane.Plotly:
         panel = self.explorer.panels[name]
-        if panel.width is not None:
-            return pn.pane.Plotly(figure, height=panel.height, width=panel.width)
+        styles = {"min-width": "0", **({"grid-column": "1 / -1"} if panel.wide else {})}
         return pn.pane.Plotly(
-            figure,
+            _without_width(figure),
             height=panel.height,
-            min_width=_FIGURE_MIN_WIDTH,
             sizing_mode="stretch_width",
-            # Figures share a row and wrap, like the JupyterLab front end.
-            styles={"flex": "1 1 460px"},
-            config={"responsive": True},
+            styles=styles,
+            config={"responsive": True, "displaylogo": False},
         )
 
     def _is_throttled(self, name: str) -> bool:
@@ -200,10 +239,11 @@ class PanelExplorerView(ExplorerView):
 
     def apply_figures(self, update: Update) -> None:
         assert update.figures is not None
-        # hold() sends all panes' changes to the browser as one message.
+        # hold() sends all panes' changes to the browser as one message (on the session's
+        # thread; from the worker, Panel schedules each change onto the session's loop).
         with pn.io.hold():
             for name, pane in self.plot_panes.items():
-                pane.object = update.figures[name]
+                pane.object = _without_width(update.figures[name])
 
     def show_error(self, message: str | None) -> None:
         self.error_widget.object = _MARKDOWN_SPECIAL.sub(r"\\\1", message or "")
@@ -211,3 +251,15 @@ class PanelExplorerView(ExplorerView):
 
     def show_status(self, text: str) -> None:
         self.status_widget.object = text
+
+    def show_busy(self, text: str | None) -> None:
+        for pane in self.plot_panes.values():
+            pane.loading = text is not None  # Panel dims the pane under a spinner
+        self.busy_widget.object = text or ""
+        self.busy_widget.visible = text is not None
+
+
+def _without_width(figure: dict[str, Any]) -> dict[str, Any]:
+    """The figure sized by its pane (the grid cell), whatever width its layout asks for."""
+    layout = {key: value for key, value in figure["layout"].items() if key != "width"}
+    return {**figure, "layout": {**layout, "autosize": True}}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -335,8 +336,6 @@ class FigurePanel:
             "height": self.height,
             "margin": dict(_DEFAULT_MARGIN),
         }
-        if self.width is not None:
-            layout["width"] = self.width
         return layout
 
     def build(self, result: Any) -> dict[str, Any]:
@@ -472,6 +471,20 @@ class Explorer:
         self._values, self._last = validated, update
         return update
 
+    def first_visit_seconds(self, values: Mapping[str, Any]) -> float | None:
+        """About how long computing ``values`` will take when not computed yet (``cost``);
+        None when cached, cheap, unknown or invalid."""
+        if self.cost is None:
+            return None
+        try:
+            seconds = self.cost(**self._validate({**self._values, **values}))
+        except ValueError:  # invalid values (ControlError) or a combination cost cannot price
+            return None
+        except Exception:  # a bug in cost() must not stop the update it only describes
+            logger.exception("explorer %r: cost() failed", self.title)
+            return None
+        return None if seconds is None else float(seconds)
+
     def _check_names(self, values: Mapping[str, Any]) -> None:
         unknown = sorted(set(values) - set(self._controls))
         if unknown:
@@ -555,18 +568,35 @@ class ExplorerView(ABC):
     """The front-end-independent half of a renderer: run updates, route results and errors.
 
     A subclass builds the widgets and implements ``widget_values``, ``set_widget_value``,
-    ``apply_figures``, ``show_error`` and ``show_status``. Every refresh sends the values of
-    *this* view's widgets, so two views of one explorer (a cell displayed twice) stay coherent.
-    Building a view raises if the initial compute has a bug; later bugs are shown inline.
+    ``apply_figures``, ``show_error``, ``show_status`` and ``show_busy``. Every refresh sends
+    the values of *this* view's widgets, so two views of one explorer (a cell displayed twice)
+    stay coherent. Building a view raises if the initial compute has a bug; later bugs are
+    shown inline.
+
+    With ``background=True`` updates run on one worker thread per view, so the front end
+    (the kernel's comm handling, a Panel session's event loop) keeps answering while one
+    computes; values that arrive meanwhile wait in a single pending slot, so only the latest
+    of them is computed next (latest wins, no replay of every move). An update still running
+    after ``BUSY_AFTER_S`` dims the figures under ``busy_text`` until it ends.
     """
 
-    def __init__(self, explorer: Explorer) -> None:
+    BUSY_AFTER_S = 0.15
+
+    def __init__(self, explorer: Explorer, background: bool = False) -> None:
         self.explorer = explorer
+        self.background = background
         self.initial = explorer.current_update()
         self.continuous = explorer.use_continuous_updates(self.initial)
         self.last_update: Update | None = self.initial
         self.error: str | None = self.initial.error
-        self.update_count = 0
+        self.update_count = 0  # refreshes asked for (widget events)
+        self.compute_count = 0  # updates actually run
+        self.busy: str | None = None  # the "computing..." text while it is shown
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
 
     def initial_figures(self) -> dict[str, dict[str, Any]]:
         """Figures to build the widgets with; empty ones if the initial compute failed."""
@@ -576,11 +606,46 @@ class ExplorerView(ABC):
         return {name: {"data": [], "layout": p.base_layout()} for name, p in panels.items()}
 
     def refresh(self) -> None:
-        """Run one update with the widgets' values and show its figures or its error."""
-        start = time.perf_counter()
+        """Update with the widgets' current values: now, or on the worker (``background``)."""
         self.update_count += 1
+        values = self.widget_values()
+        if not self.background:
+            self._run_update(values)
+            return
+        with self._lock:
+            self._pending = values  # replaces values not computed yet: only the latest counts
+            if self._worker is not None:
+                return
+            self._idle.clear()
+            self._worker = threading.Thread(
+                target=self._drain, name=f"explorer {self.explorer.title}", daemon=True
+            )
+            self._worker.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no update is running or pending; False if ``timeout`` ran out first."""
+        return self._idle.wait(timeout)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                values, self._pending = self._pending, None
+                if values is None:
+                    self._worker = None
+                    self._idle.set()
+                    return
+            self._run_update(values)
+
+    def _run_update(self, values: dict[str, Any]) -> None:
+        """One update: its figures or its error, with the busy note if it runs long."""
+        start = time.perf_counter()
+        self.compute_count += 1
+        done = threading.Event()
+        timer = threading.Timer(self.BUSY_AFTER_S, self._show_busy_unless, (done, values))
+        timer.daemon = True
+        timer.start()
         try:
-            update = self.explorer.update(**self.widget_values())
+            update = self.explorer.update(**values)
             self.last_update = update
             if update.ok:
                 self.apply_figures(update)
@@ -588,6 +653,13 @@ class ExplorerView(ABC):
             logger.exception("explorer %r: update failed", self.explorer.title)
             self._set_error(f"{type(exc).__name__}: {_one_line(exc)}")
             return
+        finally:
+            timer.cancel()
+            with self._lock:
+                done.set()
+                if self.busy is not None:
+                    self.busy = None
+                    self.show_busy(None)
         if update.error is not None:
             self._set_error(update.error)
             return
@@ -596,8 +668,23 @@ class ExplorerView(ABC):
             f"updated in {_elapsed_ms(start):.0f} ms (compute {update.compute_ms:.0f} ms)"
         )
 
+    def _show_busy_unless(self, done: threading.Event, values: dict[str, Any]) -> None:
+        text = self.busy_text(values)  # outside the lock: cost() may take a moment
+        with self._lock:
+            if not done.is_set():
+                self.busy = text
+                self.show_busy(text)
+
+    def busy_text(self, values: Mapping[str, Any]) -> str:
+        """ "computing… (first visit, about N s)" when the explorer's ``cost`` knows N."""
+        seconds = self.explorer.first_visit_seconds(values)
+        if seconds is None:
+            return "computing…"
+        return f"computing… (first visit, about {_seconds_text(seconds)} s)"
+
     def set_control(self, name: str, value: Any) -> None:
-        """Set a control's widget to an actual value (as a reader would) and refresh once."""
+        """Set a control's widget to an actual value (as a reader would), refresh once and
+        wait for that update to finish (in the background mode too)."""
         if name not in self.explorer.controls:
             raise TypeError(
                 f"no control {name!r}; valid names: {', '.join(self.explorer.controls)}"
@@ -608,6 +695,7 @@ class ExplorerView(ABC):
         # so that a latency measurement never times a no-op.
         if self.update_count == before:
             self.refresh()
+        self.wait()
 
     def _set_error(self, message: str | None) -> None:
         if message is not None and len(message) > _MAX_INLINE_ERROR_CHARS:
@@ -642,6 +730,15 @@ class ExplorerView(ABC):
     @abstractmethod
     def show_status(self, text: str) -> None:
         """Show the small status line (timings)."""
+
+    @abstractmethod
+    def show_busy(self, text: str | None) -> None:
+        """Dim the figures under ``text`` ("computing…"), or undim them when None."""
+
+
+def _seconds_text(seconds: float) -> str:
+    """2 not 2.0 for an estimate; one decimal below 1.5 s (0.4, 1.2)."""
+    return f"{seconds:.1f}" if seconds < 1.5 else f"{seconds:.0f}"
 
 
 # --------------------------------------------------------------------------------------------

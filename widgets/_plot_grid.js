@@ -1,0 +1,132 @@
+// The explorer's figures in JupyterLab: one widget for all of an explorer's panels.
+//
+// Python sends every panel's figure dict in one message (numpy arrays as binary buffers);
+// each is drawn with Plotly.react, which diffs it against what is on screen. Panels sit in a
+// CSS grid (two per row where there is room, one where not, "wide" ones a row of their own)
+// and resize with their cell. `status` non-empty dims the figures under a "computing..." note.
+// `Plotly` is defined above this code (plotly.js, prepended by _plot_grid.py).
+
+const TYPED_ARRAYS = {
+  float64: Float64Array,
+  float32: Float32Array,
+  int32: Int32Array,
+  int16: Int16Array,
+  int8: Int8Array,
+  uint32: Uint32Array,
+  uint16: Uint16Array,
+  uint8: Uint8Array,
+};
+
+function ndarray({ dtype, shape, buffer }) {
+  // A copy: a typed array needs an aligned offset, a message's buffer may not give one.
+  const bytes = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
+  const flat = new TYPED_ARRAYS[dtype](bytes);
+  if (shape.length <= 1) {
+    return flat;
+  }
+  const rows = (start, dims) => {
+    const size = dims.slice(1).reduce((a, b) => a * b, 1);
+    const out = [];
+    for (let i = 0; i < dims[0]; i++) {
+      const at = start + i * size;
+      out.push(dims.length === 2 ? Array.from(flat.subarray(at, at + size)) : rows(at, dims.slice(1)));
+    }
+    return out;
+  };
+  return rows(0, shape);
+}
+
+function decode(value) {
+  if (Array.isArray(value)) {
+    return value.map(decode);
+  }
+  if (value !== null && typeof value === "object") {
+    if (value.__ndarray__) {
+      return ndarray(value);
+    }
+    const out = {};
+    for (const [key, item] of Object.entries(value)) {
+      out[key] = decode(item);
+    }
+    return out;
+  }
+  return value;
+}
+
+const CONFIG = { responsive: true, displaylogo: false };
+
+function render({ model, el }) {
+  el.classList.add("wb-plot-grid");
+  const note = document.createElement("div");
+  note.className = "wb-busy-note";
+  el.appendChild(note);
+  const plots = new Map();
+  for (const panel of model.get("panels")) {
+    const cell = document.createElement("div");
+    cell.className = panel.wide ? "wb-cell wb-wide" : "wb-cell";
+    const plot = document.createElement("div");
+    plot.className = "wb-plot";
+    plot.dataset.panel = panel.name;
+    plot.style.height = `${panel.height}px`;
+    cell.appendChild(plot);
+    el.appendChild(cell);
+    plots.set(panel.name, plot);
+  }
+
+  let drawn = false;
+  const draw = () => {
+    const figures = model.get("figures");
+    for (const [name, plot] of plots) {
+      const figure = figures[name];
+      if (figure === undefined) {
+        continue;
+      }
+      // The cell sets the width; uirevision keeps a reader's zoom across updates.
+      const { data, layout } = decode(figure);
+      const { width, ...sized } = layout;
+      Plotly.react(plot, data, { uirevision: name, ...sized, autosize: true }, CONFIG);
+    }
+    drawn = true;
+  };
+  const showStatus = () => {
+    const status = model.get("status");
+    note.textContent = status;
+    el.classList.toggle("wb-busy", status !== "");
+  };
+
+  // Drawn once the grid has a width (a widget is rendered before it is attached); after that
+  // every change of a cell's size resizes its figure.
+  const resized = new ResizeObserver(() => {
+    if (el.clientWidth === 0) {
+      return;
+    }
+    if (!drawn) {
+      draw();
+      return;
+    }
+    for (const plot of plots.values()) {
+      Plotly.Plots.resize(plot);
+    }
+  });
+  resized.observe(el);
+  const redraw = () => {
+    if (el.clientWidth > 0) {
+      draw();
+    } else {
+      drawn = false;
+    }
+  };
+  model.on("change:figures", redraw);
+  model.on("change:status", showStatus);
+  showStatus();
+  return () => {
+    resized.disconnect();
+    model.off("change:figures", redraw);
+    model.off("change:status", showStatus);
+    for (const plot of plots.values()) {
+      Plotly.purge(plot);
+    }
+  };
+}
+
+export default { render };

@@ -1,0 +1,118 @@
+"""All of an explorer's figures as one JupyterLab widget (an anywidget drawing with plotly.js).
+
+Why not one plotly ``FigureWidget`` per panel: a FigureWidget validates every property in
+Python and sends one message per changed trace, its state carries the whole plotly.js bundle
+(~5 MB per figure), and it takes a fixed width (700 px unless told) instead of its container's.
+Here an update is one message holding every panel's figure dict, numpy arrays travel as binary
+buffers, plotly.js diffs it against the screen (``Plotly.react``), and the panels sit in a CSS
+grid and resize with it. See ``_plot_grid.js`` for the browser half.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import plotly
+import traitlets
+
+# The class of an explorer's row of controls, styled by _CSS (a widget's style cannot align text).
+CONTROLS_CLASS = "wb-controls"
+
+# Two panels per row where each gets 460 px, one where not (never wider than the column).
+_CSS = """
+.wb-plot-grid {
+  display: grid;
+  grid-template-columns: repeat(auto-fit, minmax(min(460px, 100%), 1fr));
+  gap: 4px 12px;
+  position: relative;
+  width: 100%;
+}
+.wb-plot-grid .wb-cell { min-width: 0; transition: opacity 0.15s; }
+.wb-plot-grid .wb-wide { grid-column: 1 / -1; }
+.wb-plot-grid .wb-plot { width: 100%; }
+.wb-plot-grid .wb-busy-note {
+  display: none;
+  position: absolute;
+  top: 6px;
+  left: 50%;
+  transform: translateX(-50%);
+  z-index: 20;
+  padding: 4px 14px;
+  border: 1px solid #e0b252;
+  border-radius: 4px;
+  background: #fff6dc;
+  color: #5b4100;
+  font-weight: 600;
+}
+.wb-plot-grid.wb-busy .wb-busy-note { display: block; }
+.wb-plot-grid.wb-busy .wb-cell { opacity: 0.4; }
+.wb-controls .widget-label { text-align: left; }
+"""
+
+
+@cache
+def _module_source() -> str:
+    """plotly.js (as the bundled UMD file, given a CommonJS ``module``) and then our module."""
+    bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    ours = Path(__file__).with_name("_plot_grid.js").read_text()
+    return (
+        "const Plotly = (() => {\nconst module = { exports: {} };\n"
+        f"{bundle.read_text()}\nreturn module.exports;\n}})();\n{ours}"
+    )
+
+
+# Kinds numpy arrays keep as typed arrays in the browser; the rest become JSON lists.
+_TYPED = {"f8", "f4", "i4", "i2", "i1", "u4", "u2", "u1"}
+
+
+def _array_to_json(array: np.ndarray) -> Any:
+    if array.dtype.kind in "iu" and array.dtype.itemsize == 8:
+        array = array.astype(np.float64)  # JavaScript has no 64-bit integer typed array here
+    elif array.dtype.kind == "f" and array.dtype.itemsize not in (4, 8):
+        array = array.astype(np.float64)
+    code = f"{array.dtype.kind}{array.dtype.itemsize}"
+    if code not in _TYPED:
+        return _to_json(array.tolist())
+    contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return {
+        "__ndarray__": True,
+        "dtype": str(contiguous.dtype.name),
+        "shape": list(contiguous.shape),
+        "buffer": memoryview(contiguous.reshape(-1)).cast("B"),
+    }
+
+
+def _to_json(value: Any) -> Any:
+    """A figure dict as JSON-able values, numpy arrays as binary buffers, NaN/inf as null."""
+    if isinstance(value, np.ndarray):
+        return _array_to_json(value)
+    if isinstance(value, dict):
+        return {str(key): _to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; plotly draws null as a gap, as it does NaN
+    return value
+
+
+def _figures_to_json(figures: dict[str, Any], _widget: Any) -> dict[str, Any]:
+    return _to_json(figures)
+
+
+class PlotGrid(anywidget.AnyWidget):
+    """The figure panels of one explorer view: ``figures`` maps panel name -> figure dict."""
+
+    _esm = _module_source()
+    _css = _CSS
+    # [{"name", "height", "wide"}] in display order
+    panels = traitlets.List().tag(sync=True)
+    figures = traitlets.Dict().tag(sync=True, to_json=_figures_to_json)
+    # non-empty: the figures are dimmed under this note ("computing...")
+    status = traitlets.Unicode("").tag(sync=True)
