@@ -166,6 +166,9 @@ def test_each_notebook_gets_a_metrics_table_with_baseline_tolerance_and_verdict(
     assert broken["before_failure"]["verdict"] == "not compared: the run failed"
 
     assert main(["check", "--update-baselines"]) == 1  # 02_broken still failed
+    updated = read_table(run_dir / "01_answer.metrics.csv")
+    assert [row["verdict"] for row in updated.values()] == ["within baseline"] * 2
+    assert updated["answer"]["baseline"] == "21"
     baseline_file = project.baselines_dir / "01_answer.json"
     baseline = json.loads(baseline_file.read_text())
     baseline["profiles"]["smoke"]["answer"]["value"] = 20.0

@@ -218,7 +218,11 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bar")
     running.set_defaults(command=_run)
 
-    checking = commands.add_parser("check", help="compare a run's metrics with the baselines")
+    checking = commands.add_parser(
+        "check",
+        help="compare a run's metrics with the baselines; each notebook's metrics, baselines, "
+        "tolerances and verdicts go to <run folder>/<notebook>.metrics.csv",
+    )
     checking.add_argument("--run", help="the run folder (default: the latest in runs/)")
     checking.add_argument(
         "--update-baselines",

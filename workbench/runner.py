@@ -1068,35 +1068,44 @@ def check(
             if result.profile == regression.CUSTOM_PROFILE:
                 echo(f"skip    {result.notebook}: custom parameters do not make a baseline")
                 continue
-            path = regression.update_baseline(
-                project.baselines_dir, result.notebook, result.profile, result.metrics
-            )
-            count = len(result.metrics)
-            echo(f"updated {result.notebook} [{result.profile}]: {count} metrics -> {path}")
-            if result.profile == "smoke" and result.executed:
-                source = project.notebooks_dir / f"{result.notebook}.ipynb"
-                n_cells = refresh_golden_outputs(source, Path(result.executed))
-                if n_cells:
-                    echo(f"updated {result.notebook}: {n_cells} keep_output cell(s) -> {source}")
-            continue
+            _update_baselines(result, project, echo)
         verdict = regression.check_notebook(
             project.baselines_dir, result.notebook, result.profile, result.metrics
         )
-        if verdict.skipped:
-            echo(f"skip    {result.notebook} [{result.profile}]: {verdict.skipped}")
-        elif verdict.ok:
-            echo(f"ok      {result.notebook} [{result.profile}]: {verdict.summary()}")
-        else:
-            clean = False
-            for drift in verdict.drifts:
-                echo(f"DRIFT   {drift.describe()}")
         write_metrics_table(run_dir, result, verdict, project.baselines_dir)
+        if not update_baselines:
+            clean = _report(result, verdict, echo) and clean
     if results:
         echo(
             f"every metric with its baseline, tolerance and verdict: "
             f"{run_dir}/<notebook>.metrics.csv"
         )
     return clean
+
+
+def _update_baselines(result: NotebookResult, project: Project, echo) -> None:
+    """Rewrite the baseline of this result's profile (and, from SMOKE, the golden cells)."""
+    path = regression.update_baseline(
+        project.baselines_dir, result.notebook, result.profile, result.metrics
+    )
+    echo(f"updated {result.notebook} [{result.profile}]: {len(result.metrics)} metrics -> {path}")
+    if result.profile == "smoke" and result.executed:
+        source = project.notebooks_dir / f"{result.notebook}.ipynb"
+        n_cells = refresh_golden_outputs(source, Path(result.executed))
+        if n_cells:
+            echo(f"updated {result.notebook}: {n_cells} keep_output cell(s) -> {source}")
+
+
+def _report(result: NotebookResult, verdict: regression.NotebookCheck, echo) -> bool:
+    """Print a notebook's check; False when it drifted."""
+    if verdict.skipped:
+        echo(f"skip    {result.notebook} [{result.profile}]: {verdict.skipped}")
+    elif verdict.ok:
+        echo(f"ok      {result.notebook} [{result.profile}]: {verdict.summary()}")
+    else:
+        for drift in verdict.drifts:
+            echo(f"DRIFT   {drift.describe()}")
+    return verdict.ok or verdict.skipped is not None
 
 
 GOLDEN_TAG = "keep_output"
