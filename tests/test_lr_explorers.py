@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scratch
 
 from widgets.explorers.lr_transfer import lr_depth_explorer, lr_width_explorer
 from widgets.lr_transfer_figures import coord_check_figure, sweep_figure
@@ -14,6 +15,8 @@ from workbench.scaling.summaries import CoordChecks, Transfer, TransferSweep
 
 WIDTHS = (16, 32)
 LRS = [2.0**k for k in range(-10, 3, 2)]  # 2^-10 ... 2^2: SP diverges at the top
+# (alpha, lr_correction) of notebook 04's five configurations (at alpha 1 the rules are one)
+SWEPT_DEPTH_CONFIGS = ((0.0, False), (0.0, True), (0.5, False), (0.5, True), (1.0, True))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def depth_sweeps(tmp_path_factory):
         )
         return {
             (alpha, corrected): lr_sweep(alpha=alpha, lr_correction=corrected, **common)
-            for alpha, corrected in ((0.0, False), (0.0, True), (0.5, True), (1.0, True))
+            for alpha, corrected in SWEPT_DEPTH_CONFIGS
         }
 
 
@@ -53,15 +56,10 @@ def summaries(sweeps, axis="width"):
 
 def test_width_explorer_every_swept_combination(width_sweeps):
     explorer = lr_width_explorer(summaries(width_sweeps))
-    for (parametrization, optimizer), df in width_sweeps.items():
+    for key, df in width_sweeps.items():
         for width in WIDTHS:
             for log2_lr in (-10.0, -4.0, 2.0):
-                update = explorer.update(
-                    parametrization=parametrization,
-                    optimizer=optimizer,
-                    value=width,
-                    log2_lr=log2_lr,
-                )
+                update = explorer.update(sweep=key, value=width, log2_lr=log2_lr)
                 assert update.ok, update.error
                 view = update.result
                 # the training panel shows exactly this run's curves, seed by seed
@@ -80,18 +78,18 @@ def test_width_explorer_every_swept_combination(width_sweeps):
                 # the circled point is the seed mean of this run's final losses
                 marker = update.figures["sweep"]["data"][-1]
                 expected = rows.final_loss.mean()
-                assert marker["x"] == [log2_lr]
+                assert marker["x"] == [2.0**log2_lr]
                 assert marker["y"] == ([expected] if np.isfinite(expected) else [None])
 
 
 def test_width_explorer_sweep_panel_matches_the_sweep(width_sweeps):
     explorer = lr_width_explorer(summaries(width_sweeps))
-    update = explorer.update(parametrization="sp", optimizer="adam", value=32, log2_lr=-6.0)
+    update = explorer.update(sweep=("sp", "adam"), value=32, log2_lr=-6.0)
     curves = update.figures["sweep"]["data"][: len(WIDTHS)]
     averaged = seed_averaged(width_sweeps[("sp", "adam")])
     for trace, width in zip(curves, WIDTHS, strict=True):
         own = averaged[averaged.width == width].sort_values("lr")
-        np.testing.assert_allclose(trace["x"], np.log2(own.lr))
+        np.testing.assert_allclose(trace["x"], own.lr)
         expected = [v if np.isfinite(v) else None for v in own.loss]
         assert trace["y"] == pytest.approx(expected)
     assert None in curves[0]["y"]  # SP diverges at 2^2: a gap, not a spike
@@ -99,15 +97,24 @@ def test_width_explorer_sweep_panel_matches_the_sweep(width_sweeps):
     assert np.isfinite(stars["x"]).all() and len(stars["x"]) == len(WIDTHS)
 
 
-def test_width_explorer_refuses_what_was_not_swept_and_clamps_lr(width_sweeps):
+def test_width_explorer_offers_only_what_was_swept_and_clamps_lr(width_sweeps):
     explorer = lr_width_explorer(summaries(width_sweeps))
-    update = explorer.update(parametrization="sp", optimizer="sgd")
+    sweep_choice = explorer.controls["sweep"]
+    assert dict(sweep_choice.pairs) == {
+        "SP Adam": ("sp", "adam"),
+        "muP Adam": ("mup", "adam"),
+        "muP SGD": ("mup", "sgd"),
+    }
+    update = explorer.update(sweep=("sp", "sgd"))
     assert not update.ok
-    assert update.error == "SP, SGD was not swept; swept: SP, Adam; muP, Adam; muP, SGD"
+    assert update.error == (
+        "parametrization and optimizer must be one of ('sp', 'adam'), ('mup', 'adam'), "
+        "('mup', 'sgd'), got ('sp', 'sgd')"
+    )
     bad = explorer.update(value=64)
     assert not bad.ok and "must be one of 16, 32" in bad.error
     assert explorer.controls["log2_lr"].max == 2.0
-    diverged = explorer.update(parametrization="sp", optimizer="adam", value=32, log2_lr=2.0)
+    diverged = explorer.update(sweep=("sp", "adam"), value=32, log2_lr=2.0)
     assert "diverged at step" in diverged.figures["training"]["layout"]["title"]["text"]
 
 
@@ -117,7 +124,7 @@ def test_width_explorer_says_when_an_lr_is_outside_a_sweep(tmp_path, monkeypatch
         parametrization="umup", widths=WIDTHS, lrs=[0.25, 0.5, 1.0], steps=5, progress=False
     )
     explorer = lr_width_explorer(summaries({**width_sweeps, ("umup", "adam"): narrow}))
-    update = explorer.update(parametrization="umup", optimizer="adam", log2_lr=-10.0)
+    update = explorer.update(sweep=("umup", "adam"), log2_lr=-10.0)
     assert update.ok and update.result.run.lr == 0.25
     assert "outside this sweep" in update.figures["training"]["layout"]["title"]["text"]
 
@@ -125,18 +132,26 @@ def test_width_explorer_says_when_an_lr_is_outside_a_sweep(tmp_path, monkeypatch
 def test_depth_explorer_alpha_slider_and_correction(depth_sweeps):
     explorer = lr_depth_explorer(summaries(depth_sweeps, "depth"))
     assert explorer.controls["alpha"].step == 0.5
+    # a short label: the slider keeps its length; its meaning in the notebook's symbols
+    assert explorer.controls["alpha"].label == "α (branch × depth^-α)"
     for alpha in (0.0, 0.5, 1.0):
         for corrected in (True, False):
             update = explorer.update(alpha=alpha, lr_correction=corrected, value=4, log2_lr=-6.0)
-            if (alpha, corrected) == (0.5, False):
-                assert not update.ok and "no sweep for alpha 0.5" in update.error
-                continue
             assert update.ok, update.error
             key = (alpha, True) if alpha == 1.0 else (alpha, corrected)
             df = depth_sweeps[key]
             rows = df[(df.depth == 4) & (df.lr == 2.0**-6)].sort_values("seed")
             np.testing.assert_array_equal(update.result.run.curves, np.stack(rows.curve.to_numpy()))
     assert not explorer.update(alpha=0.25).ok  # the slider moves in steps of 0.5
+    # the titles name the configuration by its registry label
+    title = explorer.update(alpha=0.5, lr_correction=True).figures["sweep"]["layout"]["title"]
+    assert title["text"] == "alpha 1/2, lr x L^-1/2 (Depth-muP): final loss"
+
+
+def test_depth_explorer_refuses_to_offer_an_alpha_not_swept_with_both_rules(depth_sweeps):
+    partial = {key: df for key, df in depth_sweeps.items() if key != (0.5, False)}
+    with pytest.raises(ValueError, match=r"^alpha 1/2, global lr was not swept; swept: alpha 0"):
+        lr_depth_explorer(summaries(partial, "depth"))
 
 
 def test_notebook_figures_have_finite_data(width_sweeps, depth_sweeps):
@@ -150,7 +165,7 @@ def test_notebook_figures_have_finite_data(width_sweeps, depth_sweeps):
         assert np.isfinite(y).any()
     labels = {key: str(key) for key in depth_sweeps}
     depth = sweep_figure(Transfer.of(depth_sweeps, labels, "depth"), cols=2)
-    assert len(depth.data) == 4 * 3
+    assert len(depth.data) == len(SWEPT_DEPTH_CONFIGS) * 3
     checks = {"sp": coordinate_check(parametrization="sp", widths=(16, 32), steps=1)}
     coord = coord_check_figure(CoordChecks(checks, {"sp": "SP"}))
     assert len(coord.data) == 4 * 2  # layers x (init, step 1)
@@ -209,11 +224,11 @@ def test_width_study_metric_names_and_explorer(tmp_path, monkeypatch):
     # the explorer is built from the study's summaries, memoized by content
     assert study.summaries()[("sp", "adam")] is adam.summaries[("sp", "adam")]
     explorer = lr_width_explorer(study.summaries())
-    assert explorer.update(parametrization="umup", optimizer="adam", value=16).ok
+    assert explorer.update(sweep=("umup", "adam"), value=16).ok
 
 
 def test_depth_study_configurations_are_ids_with_labels():
-    from workbench.scaling.studies import DEPTH_CONFIGS
+    from workbench.scaling.studies import DEPTH_CONFIGS, depth_config_id
 
     assert list(DEPTH_CONFIGS) == [
         "alpha0_global",
@@ -225,3 +240,138 @@ def test_depth_study_configurations_are_ids_with_labels():
     assert DEPTH_CONFIGS.label("alpha_half_corrected") == "alpha 1/2, lr x L^-1/2 (Depth-muP)"
     with pytest.raises(ValueError, match="unknown depth configuration 'alpha2'; choose from"):
         DEPTH_CONFIGS["alpha2"]
+    # the explorer's (alpha, correction) positions name these ids; alpha 1 is one either way
+    assert [depth_config_id(a, c) for a, c in SWEPT_DEPTH_CONFIGS] == list(DEPTH_CONFIGS)
+    assert depth_config_id(1.0, False) == "alpha1"
+    with pytest.raises(ValueError, match=r"^no depth configuration has alpha 0\.25 with one"):
+        depth_config_id(0.25, False)
+
+
+def test_the_studies_sentences_show_readable_numbers():
+    from workbench.scaling.studies import _octaves, _percent
+
+    assert (_octaves(1.0), _octaves(2.478253813916794), _octaves(0.0599)) == (
+        "1 octave",
+        "2.48 octaves",
+        "0.0599 octaves",
+    )
+    assert _percent(0.15064022209892958) == "15.1%"
+
+
+# ------------------------------------------------------------------- what a reader sees
+def _positions(control):
+    """Every value a control offers: options, both switch states, each slider step."""
+    if hasattr(control, "pairs"):
+        return [value for _, value in control.pairs]
+    if not hasattr(control, "min"):
+        return [False, True]
+    return list(np.arange(control.min, control.max + control.step / 2, control.step))
+
+
+def test_every_combination_the_apps_offer_computes(tmp_path, monkeypatch):
+    from itertools import product
+
+    from widgets.explorers.lr_transfer import lr_depth_app, lr_width_app
+
+    with scratch.sweep_cache(tmp_path / "cache", monkeypatch):
+        apps = {"width": lr_width_app(smoke=True), "depth": lr_depth_app(smoke=True)}
+    # notebook 03's sweep choice lists the six swept pairs, u-muP only with Adam
+    labels = [label for label, _ in apps["width"].controls["sweep"].pairs]
+    assert labels == [
+        "SP Adam",
+        "muP Adam",
+        "u-muP Adam",
+        "SP SGD",
+        "muP SGD",
+        "muP Adam-atan2",
+    ]
+    for explorer in apps.values():
+        names = list(explorer.controls)
+        offered = product(*(_positions(explorer.controls[name]) for name in names))
+        failures = []
+        for values in offered:
+            update = explorer.update(**dict(zip(names, values, strict=True)))
+            if not update.ok:
+                failures.append((values, update.error))
+        assert failures == []
+    assert len(list(product(*map(_positions, apps["depth"].controls.values())))) == 3 * 2 * 3 * 15
+
+
+def test_panels_take_the_container_width_with_readable_axes_labels_and_colors(width_sweeps):
+    from widgets.figures import color_map
+
+    explorer = lr_width_explorer(summaries(width_sweeps))
+    update = explorer.update(sweep=("mup", "sgd"), value=16, log2_lr=-4.0)
+    for figure in update.figures.values():
+        assert "width" not in figure["layout"]  # no fixed pixel width: the container's
+    sweep_figure_ = update.figures["sweep"]
+    xaxis = sweep_figure_["layout"]["xaxis"]
+    assert xaxis["type"] == "log" and xaxis["title"]["text"] == "learning rate"
+    assert xaxis["ticktext"] == [f"2<sup>{k}</sup>" for k in range(-10, 3, 2)]
+    curves = sweep_figure_["data"][: len(WIDTHS)]
+    assert [t["name"] for t in curves] == ["width 16", "width 32"]
+    assert [t["line"]["color"] for t in curves] == list(color_map(WIDTHS).values())
+    assert sweep_figure_["layout"]["title"]["text"] == "muP SGD: final loss"
+    # the training panel draws the selected width in its sweep color, seeds by dash
+    training = update.figures["training"]
+    assert {t["line"]["color"] for t in training["data"][:-1]} == {color_map(WIDTHS)[16]}
+    assert training["layout"]["title"]["text"].startswith("width 16, lr 2<sup>-4</sup>: ")
+
+
+def test_notebook_figures_take_the_container_width_and_base_2_log_axes(width_sweeps):
+    pair = {key: width_sweeps[key] for key in (("sp", "adam"), ("mup", "adam"))}
+    labels = {("sp", "adam"): "SP Adam", ("mup", "adam"): "muP Adam"}
+    sweeps = sweep_figure(Transfer.of(pair, labels, "width"))
+    assert sweeps.layout.width is None
+    assert sweeps.layout.xaxis.type == "log" and sweeps.layout.xaxis2.type == "log"
+    assert list(sweeps.layout.xaxis.ticktext) == [f"2<sup>{k}</sup>" for k in range(-10, 3, 2)]
+    assert [a.text for a in sweeps.layout.annotations] == ["SP Adam", "muP Adam"]
+    checks = {
+        p: coordinate_check(parametrization=p, widths=(16, 32, 64), steps=1) for p in ("sp", "mup")
+    }
+    coord = coord_check_figure(CoordChecks(checks, {"sp": "SP", "mup": "muP"}))
+    assert coord.layout.width is None
+    assert list(coord.layout.xaxis.ticktext) == ["2<sup>4</sup>", "2<sup>5</sup>", "2<sup>6</sup>"]
+    assert coord.layout.yaxis.type == "log" and "μ" not in "".join(coord.layout.yaxis.ticktext)
+    # one color per layer, the same layer the same color in both panels
+    colors = {}
+    for trace in coord.data:
+        colors.setdefault(trace.legendgroup, set()).add(trace.line.color)
+    assert all(len(c) == 1 for c in colors.values())
+    assert len({c.pop() for c in colors.values()}) == len(colors) == 4
+
+
+def test_each_notebooks_claims_read_its_recorded_metrics_and_hold_in_full():
+    import json
+    from pathlib import Path
+
+    from workbench.claims import claims_table
+    from workbench.scaling.studies import DEPTH_CLAIMS, WIDTH_CLAIMS
+
+    baselines = Path(__file__).parent / "baselines"
+    for stem, claims in (
+        ("03_lr_transfer_width", WIDTH_CLAIMS),
+        ("04_lr_transfer_depth", DEPTH_CLAIMS),
+    ):
+        profiles = json.loads((baselines / f"{stem}.json").read_text())["profiles"]
+        values = {
+            profile: {name: entry["value"] for name, entry in metrics.items()}
+            for profile, metrics in profiles.items()
+        }
+        for claim in claims:
+            assert set(claim.metrics()) <= set(values["smoke"]) & set(values["full"]), claim
+        table = claims_table(claims, values["full"])
+        assert list(table.verdict) == ["holds"] * len(claims), table
+        assert len(claims_table(claims, values["smoke"])) == len(claims)
+
+
+@pytest.mark.parametrize("frontend", ["ipywidget", "panel"])
+def test_both_front_ends_offer_the_sweeps_by_label_and_switch_between_them(width_sweeps, frontend):
+    explorer = lr_width_explorer(summaries(width_sweeps))
+    view = getattr(explorer, frontend)()._explorer_view
+    dropdown = view.control_widgets["sweep"]
+    labels = dropdown.options if frontend == "panel" else dict(dropdown.options)
+    assert list(labels) == ["SP Adam", "muP Adam", "muP SGD"]
+    view.set_control("sweep", ("mup", "sgd"))
+    assert explorer.last_update.result.sweep_label == "muP SGD"
+    assert explorer.values["sweep"] == ("mup", "sgd")

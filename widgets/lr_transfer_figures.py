@@ -1,15 +1,18 @@
 """Notebooks 03 and 04's figures, and the sweep traces their explorer shares: they take the
-summaries of workbench.scaling.summaries (computed there) and only draw them."""
+summaries of workbench.scaling.summaries (computed there) and only draw them.
+
+Learning rates and widths are drawn on base-2 log axes (ticks 2<sup>k</sup>): the sweeps step
+by octaves, so one tick per power (or per second power) is a grid point of the sweep.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from widgets import figures
 from workbench.scaling.summaries import CoordChecks, Transfer, TransferSweep
 
-# light to dark: wider / deeper models are darker
-PALETTE = ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b", "#041c40"]
-LAYER_COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#9d755d"]
+LR_TITLE = "learning rate"
 
 
 def finite_or_none(values) -> list:
@@ -17,23 +20,26 @@ def finite_or_none(values) -> list:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
+def lr_axis(summaries) -> dict:
+    """The learning-rate axis of sweep panels: base 2, ticks fitted to the grids swept."""
+    return figures.log_axis(LR_TITLE, np.concatenate([s.lrs for s in summaries]), base=2)
+
+
 def sweep_traces(summary: TransferSweep, selected: int | None = None, width: float = 1.5):
-    """Final loss vs log2 lr, one curve per width / depth (the selected one thicker), and the
-    fitted optima starred."""
+    """Final loss vs learning rate, one curve per width / depth (the selected one thicker) in
+    its color of `figures.color_map`, and the fitted optima starred."""
+    colors = figures.color_map(summary.values)
     traces = []
-    for i, value in enumerate(summary.values):
-        log2_lrs, losses = summary.loss_curve(value)
+    for value in summary.values:
+        lrs, losses = summary.loss_curve(value)
         traces.append(
             {
                 "type": "scatter",
-                "x": log2_lrs,
+                "x": lrs,
                 "y": finite_or_none(losses),
                 "mode": "lines+markers",
                 "name": f"{summary.axis} {value}",
-                "line": {
-                    "color": PALETTE[i % len(PALETTE)],
-                    "width": 3.5 if value == selected else width,
-                },
+                "line": {"color": colors[value], "width": 3.5 if value == selected else width},
                 "marker": {"size": 5},
                 "connectgaps": False,
             }
@@ -42,8 +48,8 @@ def sweep_traces(summary: TransferSweep, selected: int | None = None, width: flo
     traces.append(
         {
             "type": "scatter",
-            "x": optima.log2_lr.to_numpy(),
-            "y": optima.loss.to_numpy(),
+            "x": finite_or_none(optima.lr.to_numpy()),
+            "y": finite_or_none(optima.loss.to_numpy()),
             "mode": "markers",
             "name": "fitted optimum",
             "marker": {"symbol": "star", "size": 13, "color": "black"},
@@ -56,9 +62,10 @@ def sweep_traces(summary: TransferSweep, selected: int | None = None, width: flo
     return traces
 
 
-def sweep_figure(transfer: Transfer, height: int = 380, cols: int = 3):
-    """Panels (up to `cols` a row), one per sweep: final loss vs log2 lr, one curve per width /
-    depth, fitted optima starred (the explorer's sweep panel, without a selected run)."""
+def sweep_figure(transfer: Transfer, height: int = 360, cols: int = 3):
+    """Panels (up to `cols` a row), one per sweep: final loss vs learning rate, one curve per
+    width / depth, fitted optima starred (the explorer's sweep panel, without a selected run).
+    No fixed width: the figure takes its container's."""
     from plotly.subplots import make_subplots
 
     cols = min(cols, len(transfer.summaries))
@@ -69,7 +76,7 @@ def sweep_figure(transfer: Transfer, height: int = 380, cols: int = 3):
         subplot_titles=list(transfer.labels.values()),
         shared_yaxes=True,
         horizontal_spacing=0.04,
-        vertical_spacing=0.16,
+        vertical_spacing=0.22 / rows,
     )
     for i, summary in enumerate(transfer.summaries.values()):
         row, col = i // cols + 1, i % cols + 1
@@ -77,7 +84,7 @@ def sweep_figure(transfer: Transfer, height: int = 380, cols: int = 3):
             trace["showlegend"] = i == 0
             trace["legendgroup"] = trace["name"]
             figure.add_trace(trace, row=row, col=col)
-        figure.update_xaxes(title_text="learning rate (log2)", dtick=2, row=row, col=col)
+        figure.update_xaxes(**lr_axis([summary]), row=row, col=col)
         figure.update_yaxes(title_text="held-out loss" if col == 1 else None, row=row, col=col)
     finals = [df.final_loss.to_numpy() for df in transfer.sweeps.values()]
     finite = np.concatenate([f[np.isfinite(f)] for f in finals])
@@ -85,19 +92,22 @@ def sweep_figure(transfer: Transfer, height: int = 380, cols: int = 3):
     figure.update_yaxes(range=[0.97 * low, 1.5 * low])
     figure.update_layout(
         height=height * rows,
-        width=330 * cols + 80,
-        legend={"orientation": "h", "y": -0.25 / rows},
+        legend={"orientation": "h", "y": -0.3 / rows, "yanchor": "top"},
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
     )
     return figure
 
 
-def coord_check_figure(checks: CoordChecks, height: int = 360):
+def coord_check_figure(checks: CoordChecks, height: int = 380):
     """Side-by-side panels, one per coordinate check: activation RMS against width (or depth),
-    log-log, one colour per layer; solid after the first update, dotted at initialization."""
+    log-log, one color per layer (the same in every panel); solid after the first update,
+    dotted at initialization."""
     from plotly.subplots import make_subplots
 
     titled = checks.titled()
+    tables = [check.table for check in titled.values()]
+    colors = figures.color_map(layer for table in tables for layer in table.layer)
+    rms = np.concatenate([table.rms.to_numpy() for table in tables])
     # one y range for all panels: a flat check should look flat next to a growing one
     figure = make_subplots(
         rows=1,
@@ -108,8 +118,7 @@ def coord_check_figure(checks: CoordChecks, height: int = 360):
     )
     for col, check in enumerate(titled.values(), start=1):
         table = check.table
-        for i, layer in enumerate(dict.fromkeys(table.layer)):
-            color = LAYER_COLORS[i % len(LAYER_COLORS)]
+        for layer in dict.fromkeys(table.layer):
             for step, dash in ((0, "dot"), (1, "solid")):
                 rows = table[(table.layer == layer) & (table.step == step)].sort_values("axis")
                 figure.add_trace(
@@ -121,20 +130,18 @@ def coord_check_figure(checks: CoordChecks, height: int = 360):
                         "name": f"{layer}" + (" (init)" if step == 0 else " (step 1)"),
                         "legendgroup": layer,
                         "showlegend": col == 1,
-                        "line": {"color": color, "dash": dash},
+                        "line": {"color": colors[layer], "dash": dash},
                     },
                     row=1,
                     col=col,
                 )
-        figure.update_xaxes(
-            type="log", title_text=check.axis, dtick=np.log10(2), tickformat="d", row=1, col=col
-        )
-        figure.update_yaxes(type="log", tickformat=".2g", row=1, col=col)
-    figure.update_yaxes(title_text="activation RMS", row=1, col=1)
+        axis_values = table.axis.to_numpy()
+        figure.update_xaxes(**figures.log_axis(check.axis, axis_values, base=2), row=1, col=col)
+        y_title = "activation RMS" if col == 1 else ""
+        figure.update_yaxes(**figures.log_axis(y_title, rms), row=1, col=col)
     figure.update_layout(
         height=height,
-        width=330 * len(titled) + 80,
-        legend={"orientation": "h", "y": -0.25},
+        legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
     )
     return figure

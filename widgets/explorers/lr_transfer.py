@@ -1,29 +1,41 @@
 """Notebooks 03 and 04's explorers: learning-rate sweeps across width or depth, selected live.
 
 The sweeps and everything drawn of them are computed in workbench.scaling.studies (sweeps
-cached on disk, summaries memoized); the explorer only selects from them. A learning-rate
-slider (log2, one octave per step: the sweep's grid) picks a run; the sweep panel draws the
-seed-averaged final loss against log2(lr), one curve per width (or depth), each optimum
-starred and the current run circled; the training panel draws that run's loss per step for
-every seed, with the same model at its own best grid learning rate dashed for comparison.
+cached on disk, summaries memoized); the explorer only selects from them, so no update
+computes anything slow (no `cost=`: every update is a selection of a few milliseconds). A
+learning-rate slider (log2, one octave per step: the sweep's grid) picks a run; the sweep
+panel draws the seed-averaged final loss against the learning rate, one curve per width (or
+depth), each optimum starred and the current run circled; the training panel draws that run's
+loss per step for every seed, with the same model at its own best grid learning rate dashed.
+
+Only swept combinations are offered: notebook 03's sweep choice lists the (parametrization,
+optimizer) pairs that were swept, and notebook 04's explorer refuses to be built unless every
+position of its alpha slider and correction switch has a sweep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from widgets import figures
 from widgets.explorer import Choice, Control, Explorer, FigurePanel, Slider, Toggle
-from widgets.lr_transfer_figures import finite_or_none, sweep_traces
-from workbench.scaling import PARAMETRIZATIONS, SCALING_OPTIMIZERS
-from workbench.scaling.studies import depth_study, width_study
+from widgets.lr_transfer_figures import finite_or_none, lr_axis, sweep_traces
+from workbench.scaling.studies import (
+    DEPTH_CONFIGS,
+    depth_config_id,
+    depth_study,
+    width_study,
+    width_sweep_label,
+)
 from workbench.scaling.summaries import SMOOTHING, SweepRun, TransferSweep
 
 CURRENT = "#e45756"
-SEED_COLORS = ["#e45756", "#f58518", "#b279a2", "#9d755d"]
+# seeds of one run share its width's (depth's) color and differ by dash; the best grid
+# learning rate's curve is black and dashed
+SEED_DASHES = ("solid", "dot", "dashdot", "longdashdot")
 
 
 @dataclass(frozen=True)
@@ -39,29 +51,22 @@ class TransferView:
 # ----------------------------------------------------------------------------- explorers
 def lr_width_explorer(tables: Mapping[tuple[str, str], TransferSweep]) -> Explorer:
     """Sweep summaries keyed by (parametrization, optimizer), each across widths
-    (`WidthStudy.summaries()`)."""
-    parametrizations = _ordered({p for p, _ in tables}, PARAMETRIZATIONS)
-    optimizers = _ordered({o for _, o in tables}, SCALING_OPTIMIZERS)
+    (`WidthStudy.summaries()`). The sweep choice offers exactly these pairs, by label."""
+    default = ("mup", "adam") if ("mup", "adam") in tables else next(iter(tables), None)
     controls: list[Control] = [
         Choice(
-            "parametrization",
-            "parametrization",
-            PARAMETRIZATIONS.options(parametrizations),
-            "mup" if "mup" in parametrizations else parametrizations[0],
-        ),
-        Choice(
-            "optimizer",
-            "optimizer",
-            SCALING_OPTIMIZERS.options(optimizers),
-            "adam" if "adam" in optimizers else optimizers[0],
+            "sweep",
+            "parametrization and optimizer",
+            {width_sweep_label(key): key for key in tables},
+            default,
         ),
     ]
 
-    def key(parametrization: str, optimizer: str) -> tuple[str, str]:
-        return parametrization, optimizer
+    def key(sweep: tuple[str, str]) -> tuple[str, str]:
+        return sweep
 
-    def label(parametrization: str, optimizer: str) -> str:
-        return f"{PARAMETRIZATIONS.label(parametrization)}, {SCALING_OPTIMIZERS.label(optimizer)}"
+    def label(sweep: tuple[str, str]) -> str:
+        return width_sweep_label(sweep)
 
     return _transfer_explorer(
         tables,
@@ -72,47 +77,42 @@ def lr_width_explorer(tables: Mapping[tuple[str, str], TransferSweep]) -> Explor
         description=(
             "Final held-out loss after training, averaged over seeds, against the learning "
             "rate; one curve per width, stars at the fitted optima. Pick a run with the "
-            "learning-rate slider and the width: its training curve is drawn on the right."
+            "learning-rate slider and the width: its training curve is drawn beside it."
         ),
     )
 
 
 def lr_depth_explorer(tables: Mapping[tuple[float, bool], TransferSweep]) -> Explorer:
     """Sweep summaries keyed by (alpha, lr_correction), each across depths of a residual MLP
-    (`DepthStudy.summaries()`)."""
+    (`DepthStudy.summaries()`); every alpha with both learning-rate rules must be swept (at
+    alpha 1 the two rules are one), so every position of the controls shows a sweep."""
     alphas = sorted({a for a, _ in tables})
     if len(alphas) < 2:
         raise ValueError(f"the depth explorer needs sweeps at two or more alphas, got {alphas}")
+
+    def key(alpha: float, lr_correction: bool) -> tuple[float, bool]:
+        config = DEPTH_CONFIGS[depth_config_id(alpha, lr_correction)]
+        return config.alpha, config.lr_correction
+
+    def label(alpha: float, lr_correction: bool) -> str:
+        return DEPTH_CONFIGS.label(depth_config_id(alpha, lr_correction))
+
+    missing = [label(a, c) for a in alphas for c in (False, True) if key(a, c) not in tables]
+    if missing:
+        swept = "; ".join(label(a, c) for a, c in tables)
+        raise ValueError(f"{'; '.join(missing)} was not swept; swept: {swept}")
     step = float(np.min(np.diff(alphas)))
     controls: list[Control] = [
         Slider(
             "alpha",
-            "residual branch exponent alpha (branch x depth^-alpha)",
+            "α (branch × depth^-α)",
             alphas[0],
             alphas[-1],
             0.5 if 0.5 in alphas else alphas[0],
             step=step,
         ),
-        Toggle("lr_correction", "depth correction of the block learning rates", True),
+        Toggle("lr_correction", "depth-corrected lr (× depth^(α-1))", True),
     ]
-
-    def key(alpha: float, lr_correction: bool) -> tuple[float, bool]:
-        exact = min(alphas, key=lambda a: abs(a - alpha))
-        if abs(exact - alpha) > 1e-9:
-            raise ValueError(f"alpha {alpha:g} was not swept; swept: {alphas}")
-        if (exact, lr_correction) not in tables and exact == 1.0:
-            lr_correction = not lr_correction  # at alpha = 1 the correction is depth**0 = 1
-        if (exact, lr_correction) not in tables:
-            swept = ", ".join(f"alpha {a:g} {'with' if c else 'without'}" for a, c in tables)
-            raise ValueError(
-                f"no sweep for alpha {exact:g} with lr_correction={lr_correction}; swept: {swept}"
-            )
-        return exact, lr_correction
-
-    def label(alpha: float, lr_correction: bool) -> str:
-        a, corrected = key(alpha, lr_correction)
-        return f"alpha {a:g}, {'depth-corrected' if corrected else 'global'} learning rate"
-
     return _transfer_explorer(
         tables,
         controls,
@@ -120,9 +120,10 @@ def lr_depth_explorer(tables: Mapping[tuple[float, bool], TransferSweep]) -> Exp
         label,
         title="Learning-rate transfer across depth",
         description=(
-            "Residual MLPs whose blocks are scaled by depth^-alpha (muP in width). Final "
-            "held-out loss against the learning rate, one curve per depth, stars at the fitted "
-            "optima; the training curve of the selected run on the right."
+            "Residual MLPs whose blocks are scaled by depth^-α (muP in width); with the "
+            "correction each block's learning rate is scaled by depth^(α-1). Final held-out "
+            "loss against the learning rate, one curve per depth, stars at the fitted optima; "
+            "the training curve of the selected run beside it."
         ),
     )
 
@@ -149,19 +150,15 @@ def _transfer_explorer(
     axis_label = "width" if axis == "width" else "depth (residual blocks)"
 
     def compute(log2_lr: float, value: int, **config) -> TransferView:
-        chosen = key(**config)
-        if chosen not in tables:
-            swept = "; ".join(label(**dict(zip(config, k, strict=True))) for k in tables)
-            raise ValueError(f"{label(**config)} was not swept; swept: {swept}")
-        table = tables[chosen]
+        table = tables[key(**config)]  # every combination the controls offer was swept
         lr, note = table.nearest_lr(log2_lr)
         return TransferView(table, label(**config), note, table.run(value, lr))
 
     sweep_panel = FigurePanel(
-        "sweep", "final loss vs learning rate", _sweep_traces, _sweep_layout, height=420, width=560
+        "sweep", "final loss vs learning rate", _sweep_traces, _sweep_layout, height=440
     )
     curve_panel = FigurePanel(
-        "training", "training curve", _training_traces, _training_layout, height=420, width=520
+        "training", "training curve", _training_traces, _training_layout, height=440
     )
     return Explorer(
         title=title,
@@ -183,15 +180,10 @@ def _transfer_explorer(
     )
 
 
-def _ordered(present: set, order: Sequence) -> list:
-    """The names present, in the registry's order."""
-    return [item for item in order if item in present]
-
-
 # -------------------------------------------------------------------------------- panels
 def _sweep_traces(view: TransferView) -> list[dict]:
     run = view.run
-    x, y = [float(np.log2(run.lr))], finite_or_none([run.loss])
+    x, y = [run.lr], finite_or_none([run.loss])
     circled = figures.ring(x, y, color=CURRENT, size=18, width=3, name="this run")
     return [*sweep_traces(view.summary, selected=run.value), circled]
 
@@ -200,13 +192,13 @@ def _sweep_layout(view: TransferView) -> dict:
     finite = view.summary.averaged.loss[np.isfinite(view.summary.averaged.loss)]
     top = float(min(finite.max(), 1.6 * finite.min())) if len(finite) else 1.0
     return {
-        "title": {"text": f"{view.sweep_label}: final loss vs learning rate"},
-        "xaxis": {"title": {"text": "learning rate (log2)"}, "dtick": 1},
+        "title": {"text": f"{view.sweep_label}: final loss"},
+        "xaxis": lr_axis([view.summary]),
         "yaxis": {
             "title": {"text": "held-out loss (seed mean)"},
             "range": [0.97 * float(finite.min()) if len(finite) else 0, top],
         },
-        "legend": {"orientation": "h", "y": -0.2},
+        "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"},
     }
 
 
@@ -222,17 +214,23 @@ def _line(steps, values, name: str, line: dict, **extra) -> dict:
     }
 
 
+def _power_of_two(lr: float) -> str:
+    return f"2<sup>{np.log2(lr):g}</sup>"
+
+
 def _training_traces(view: TransferView) -> list[dict]:
     run = view.run
     steps = np.arange(run.curves.shape[1])
+    color = figures.color_map(view.summary.values)[run.value]
     traces = []
     for i, (curve, smooth) in enumerate(zip(run.curves, run.smoothed, strict=True)):
-        color, group = SEED_COLORS[i % len(SEED_COLORS)], f"seed {i}"
-        line = {"color": color, "width": 0.8}
+        dash, group = SEED_DASHES[i % len(SEED_DASHES)], f"seed {i}"
+        line = {"color": color, "width": 0.8, "dash": dash}
         traces.append(_line(steps, curve, group, line, opacity=0.35, legendgroup=group))
         name = f"seed {i}, mean of {SMOOTHING} steps"
-        traces.append(_line(steps, smooth, name, {"color": color, "width": 2.2}, legendgroup=group))
-    name = f"best grid lr 2^{np.log2(run.best_lr):g} (seeds, mean of {SMOOTHING})"
+        line = {"color": color, "width": 2.2, "dash": dash}
+        traces.append(_line(steps, smooth, name, line, legendgroup=group))
+    name = f"best grid lr {_power_of_two(run.best_lr)} (seed mean, mean of {SMOOTHING})"
     traces.append(
         _line(steps, run.best_smoothed, name, {"color": "black", "dash": "dash", "width": 1.8})
     )
@@ -242,7 +240,7 @@ def _training_traces(view: TransferView) -> list[dict]:
 def _training_layout(view: TransferView) -> dict:
     run = view.run
     status = f"diverged at step {run.diverged_step}" if run.diverged_step >= 0 else "trained"
-    title = f"{view.summary.axis} {run.value}, lr 2^{np.log2(run.lr):g}: {status}"
+    title = f"{view.summary.axis} {run.value}, lr {_power_of_two(run.lr)}: {status}"
     if view.note:
         title += f"<br><sub>{view.note}</sub>"
     finite = np.concatenate(
@@ -257,7 +255,7 @@ def _training_layout(view: TransferView) -> dict:
             "title": {"text": "training loss (minibatch)"},
             "range": [0.95 * low, 1.05 * max(high, low + 1e-6)],
         },
-        "legend": {"orientation": "h", "y": -0.2},
+        "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"},
     }
 
 

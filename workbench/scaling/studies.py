@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from workbench.claims import Claim, readable
 from workbench.memo import Memo
 from workbench.registry import Registry
 from workbench.scaling.coord_check import coordinate_check
@@ -66,6 +67,118 @@ DEPTH_LOG2_RANGE = (-14, 0)
 # In float64 every metric of the full run agrees to 2e-14 across code paths (the full notebook
 # takes ~1.8x as long: 171 s against 96 s here).
 DEPTH_DTYPE = "float64"
+
+# the papers whose claims notebooks 03 and 04 measure, cited as the notebooks cite them
+TENSOR_PROGRAMS_V = "Yang et al. 2022, arXiv:2203.03466"
+U_MUP = "Blake et al. 2024, arXiv:2407.17465"
+ADAM_ATAN2 = "Everett et al. 2024, arXiv:2407.05872"
+DEPTHWISE_TRANSFER = "Bordelon et al. 2023, arXiv:2309.16620"
+DEPTH_MUP = "Yang et al. 2023, arXiv:2310.02244"
+
+# Notebook 03's verdict: each claim tied to a metric the notebook records. "Transfers" means the
+# fitted optimum moves less than an octave from the narrowest to the widest model.
+WIDTH_CLAIMS = (
+    Claim(
+        "Under SP the optimal Adam learning rate falls as the model widens (by more than "
+        "2 octaves, narrowest to widest)",
+        TENSOR_PROGRAMS_V,
+        "sp.adam.drift_octaves",
+        above=2.0,
+    ),
+    Claim(
+        "Under muP the optimal Adam learning rate transfers across width (moves less than an "
+        "octave)",
+        TENSOR_PROGRAMS_V,
+        "mup.adam.drift_octaves",
+        below=1.0,
+    ),
+    Claim(
+        "Under u-muP it transfers too (moves less than an octave)",
+        U_MUP,
+        "umup.adam.drift_octaves",
+        below=1.0,
+    ),
+    Claim(
+        "Tuning the narrowest model and training the widest at its optimum costs less loss "
+        "under muP than under SP",
+        TENSOR_PROGRAMS_V,
+        "mup.adam.transfer_penalty",
+        below="sp.adam.transfer_penalty",
+    ),
+    Claim(
+        "Coordinate check: under SP one Adam step makes activations grow with the width",
+        TENSOR_PROGRAMS_V,
+        "coord_check.SP.verdict",
+        equals="growing",
+    ),
+    Claim(
+        "Coordinate check: under muP every layer stays flat",
+        TENSOR_PROGRAMS_V,
+        "coord_check.muP.verdict",
+        equals="flat",
+    ),
+    Claim(
+        "Coordinate check: under u-muP every layer stays flat",
+        U_MUP,
+        "coord_check.u-muP.verdict",
+        equals="flat",
+    ),
+    Claim(
+        "muP's SGD rules (MuSGD) transfer the SGD learning rate across width",
+        TENSOR_PROGRAMS_V,
+        "mup.sgd.drift_octaves",
+        below=1.0,
+    ),
+    Claim(
+        "Under muP Adam-atan2's optimum transfers like Adam's (moves less than an octave)",
+        ADAM_ATAN2,
+        "mup.adam_atan2.drift_octaves",
+        below=1.0,
+    ),
+    Claim(
+        "Adam-atan2's optimum sits within an octave of Adam's at every width",
+        ADAM_ATAN2,
+        "mup.adam_atan2.max_offset_from_adam",
+        below=1.0,
+    ),
+)
+
+# Notebook 04's verdict, from the metrics it records.
+DEPTH_CLAIMS = (
+    Claim(
+        "In a plain ResNet (alpha 0, one global learning rate) the optimal learning rate falls "
+        "as blocks are added (by more than an octave)",
+        DEPTHWISE_TRANSFER,
+        "alpha0_global.drift_octaves",
+        above=1.0,
+    ),
+    Claim(
+        "With Depth-muP (alpha 1/2, block learning rates x L^-1/2) the optimum transfers "
+        "across depth (moves less than an octave)",
+        DEPTH_MUP,
+        "alpha_half_corrected.drift_octaves",
+        below=1.0,
+    ),
+    Claim(
+        "Tuning the shallowest model and training the deepest at its optimum costs less loss "
+        "with Depth-muP than in a plain ResNet",
+        DEPTH_MUP,
+        "alpha_half_corrected.transfer_penalty",
+        below="alpha0_global.transfer_penalty",
+    ),
+    Claim(
+        "Coordinate check: with alpha 0 the residual stream grows with depth",
+        DEPTHWISE_TRANSFER,
+        "coord_check.alpha0.verdict",
+        equals="growing",
+    ),
+    Claim(
+        "Coordinate check: with 1/sqrt(depth) branches (alpha 1/2) it stays flat",
+        DEPTHWISE_TRANSFER,
+        "coord_check.alpha0.5.verdict",
+        equals="flat",
+    ),
+)
 
 # the sizes of each profile: (SMOKE, full)
 WIDTHS = ((16, 32, 64), (16, 32, 64, 128, 256))
@@ -132,6 +245,20 @@ def _transfer(study, keys: Sequence[Hashable]) -> Transfer:
 
 
 # --------------------------------------------------------------------------- notebook 03
+def width_sweep_label(key: tuple[str, str]) -> str:
+    """A (parametrization, optimizer) sweep's one label, in tables, legends and controls."""
+    parametrization, optimizer = key
+    return f"{PARAMETRIZATIONS.label(parametrization)} {SCALING_OPTIMIZERS.label(optimizer)}"
+
+
+def _octaves(x: float) -> str:
+    return f"{readable(x)} octave" + ("" if x == 1 else "s")
+
+
+def _percent(x: float) -> str:
+    return f"{readable(100 * x)}%"
+
+
 @dataclass(frozen=True)
 class WidthStudy:
     """Notebook 03: MLP sweeps over widths, keyed by (parametrization, optimizer)."""
@@ -140,9 +267,7 @@ class WidthStudy:
     axis = "width"
 
     def label(self, key: tuple[str, str]) -> str:
-        parametrization, optimizer = key
-        parametrization_label = PARAMETRIZATIONS.label(parametrization)
-        return f"{parametrization_label} {SCALING_OPTIMIZERS.label(optimizer)}"
+        return width_sweep_label(key)
 
     def compute_sweep(self, key: tuple[str, str]) -> pd.DataFrame:
         parametrization, optimizer = key
@@ -188,10 +313,10 @@ class WidthStudy:
         sp, mup, umup = ("sp", "adam"), ("mup", "adam"), ("umup", "adam")
         return (
             f"Across {widths[-1] // widths[0]}x width the Adam optimum moves "
-            f"**{drift[sp]:.2f} octaves under SP**, {drift[mup]:.2f} under muP and "
-            f"{drift[umup]:.2f} under u-muP. Training the width-{widths[-1]} model at the "
-            f"width-{widths[0]} optimum costs {100 * penalty[sp]:.1f}% in loss under SP, "
-            f"{100 * penalty[mup]:.1f}% under muP and {100 * penalty[umup]:.1f}% under u-muP."
+            f"**{_octaves(drift[sp])} under SP**, {_octaves(drift[mup])} under muP and "
+            f"{_octaves(drift[umup])} under u-muP. Training the width-{widths[-1]} model at the "
+            f"width-{widths[0]} optimum costs {_percent(penalty[sp])} in loss under SP, "
+            f"{_percent(penalty[mup])} under muP and {_percent(penalty[umup])} under u-muP."
         )
 
     def sgd_summary(self, sgd: Transfer, adam: Transfer) -> str:
@@ -200,20 +325,21 @@ class WidthStudy:
         # the lowest final loss of each sweep over all its widths
         best = {key: t.best_loss(key) for t in (sgd, adam) for key in t.sweeps}
         return (
-            f"With SGD the SP optimum moves {sgd_sp:.2f} octaves and muP's {sgd_mup:.2f}. "
-            f"At width {self.size.values[-1]} the best loss is {best[('sp', 'sgd')]:.3f} (SP) / "
-            f"{best[('mup', 'sgd')]:.3f} (muP) with SGD against {best[('sp', 'adam')]:.3f} / "
-            f"{best[('mup', 'adam')]:.3f} with Adam in the same {self.size.steps} steps. "
-            f"Under SGD SP's optimum moves {'less' if sgd_sp < adam_sp else 'no less'} than "
-            f"under Adam ({sgd_sp:.2f} against {adam_sp:.2f} octaves)."
+            f"With SGD the SP optimum moves {_octaves(sgd_sp)} and muP's {_octaves(sgd_mup)}. "
+            f"At width {self.size.values[-1]} the best loss is {readable(best[('sp', 'sgd')])} "
+            f"(SP) and {readable(best[('mup', 'sgd')])} (muP) with SGD, against "
+            f"{readable(best[('sp', 'adam')])} and {readable(best[('mup', 'adam')])} with Adam in "
+            f"the same {self.size.steps} steps. Under SGD SP's optimum moves "
+            f"{'less' if sgd_sp < adam_sp else 'no less'} than under Adam ({_octaves(sgd_sp)} "
+            f"against {_octaves(adam_sp)})."
         )
 
     def atan2_summary(self, atan2: Transfer) -> str:
         drift = atan2.drift[("mup", "adam_atan2")]
         offset = atan2.offset(("mup", "adam_atan2"), ("mup", "adam"))
         return (
-            f"muP Adam-atan2: optimum moves {drift:.2f} octaves; "
-            f"at most {offset:.2f} octaves from muP Adam's at any width"
+            f"Under muP the Adam-atan2 optimum moves {_octaves(drift)} across the widths and "
+            f"sits at most {_octaves(offset)} from Adam's at any width."
         )
 
     def metric_tables(
@@ -319,17 +445,46 @@ class DepthStudy:
             lesson = "here alpha 1/2 transfers even without its correction"
         return (
             f"From depth {depths[0]} to {depths[-1]} the plain ResNet's optimum moves "
-            f"**{plain:.2f} octaves** and Depth-muP's (alpha 1/2 with lr x L^-1/2) "
-            f"**{depth_mup:.2f}**: it {verdict}. Without its learning-rate correction alpha 1/2 "
-            f"moves {half_global:.2f} octaves; alpha 0 with the L^-1 correction moves "
-            f"{corrected_zero:.2f}: {lesson}."
+            f"**{_octaves(plain)}** and Depth-muP's (alpha 1/2 with lr x L^-1/2) "
+            f"**{_octaves(depth_mup)}**: it {verdict}. Without its learning-rate correction "
+            f"alpha 1/2 moves {_octaves(half_global)}; alpha 0 with the L^-1 correction moves "
+            f"{_octaves(corrected_zero)}: {lesson}."
         )
 
-    @staticmethod
-    def stream_growth_summary(checks: CoordChecks) -> str:
-        return "residual stream RMS at init, deepest / shallowest: " + ", ".join(
-            f"{checks.labels[key]} {growth:.2f}x" for key, growth in checks.stream_growth().items()
+    def stream_growth_summary(self, checks: CoordChecks) -> str:
+        depths = self.size.coord_values
+        growth = [
+            f"{readable(g)} with {checks.labels[key]}" for key, g in checks.stream_growth().items()
+        ]
+        listed = ", ".join(growth[:-1]) + " and " + growth[-1] if len(growth) > 1 else growth[0]
+        return (
+            f"At initialization the residual stream's RMS grows from depth {depths[0]} to "
+            f"depth {depths[-1]} by a factor of {listed}."
         )
+
+    def describe(self) -> str:
+        task, size = get_task(DEFAULT_TASK), self.size
+        return (
+            f"task: {task.description}; Bayes loss {task.irreducible_loss:.4f} nats\n"
+            f"muP residual MLPs of width {self.width}, depths {size.values}, {size.steps} steps "
+            f"of batch {DEFAULT_BATCH}, seeds {size.seeds}"
+        )
+
+
+def depth_config_id(alpha: float, lr_correction: bool) -> str:
+    """The DEPTH_CONFIGS id of a branch exponent and learning-rate rule; at alpha 1 the
+    correction is depth**0 = 1, so both rules are the one configuration "alpha1"."""
+    for key in DEPTH_CONFIGS:
+        config = DEPTH_CONFIGS[key]
+        same_rule = config.lr_correction == lr_correction or config.alpha == 1.0
+        if config.alpha == alpha and same_rule:
+            return key
+    swept = "; ".join(DEPTH_CONFIGS.labels().values())
+    raise ValueError(
+        f"no depth configuration has alpha {alpha:g} with "
+        f"{'the depth-corrected' if lr_correction else 'one global'} learning rate; "
+        f"configurations: {swept}"
+    )
 
 
 def stream_metric_rows(checks: CoordChecks) -> dict[str, dict[str, object]]:

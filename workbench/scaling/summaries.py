@@ -106,9 +106,9 @@ class TransferSweep:
         return lr, note
 
     def loss_curve(self, value: int) -> tuple[np.ndarray, np.ndarray]:
-        """(log2 lr, seed-mean final loss) of one width or depth, by increasing lr."""
+        """(lr, seed-mean final loss) of one width or depth, by increasing lr."""
         own = self.averaged[self.averaged[self.axis] == value].sort_values("lr")
-        return np.log2(own.lr.to_numpy()), own.loss.to_numpy()
+        return own.lr.to_numpy(), own.loss.to_numpy()
 
     def run(self, value: int, lr: float) -> SweepRun:
         if value not in self.values:
