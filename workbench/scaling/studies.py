@@ -228,6 +228,15 @@ class StudySize:
         )
 
 
+def _describe(models: str, size: StudySize) -> str:
+    """The task and what a study trains: the first lines a notebook prints."""
+    task = get_task(DEFAULT_TASK)
+    return (
+        f"task: {task.description}; Bayes loss {task.irreducible_loss:.4f} nats\n"
+        f"{models}, {size.steps} steps of batch {DEFAULT_BATCH}, seeds {size.seeds}"
+    )
+
+
 def _sweep(study, key: Hashable) -> pd.DataFrame:
     return _SWEEPS.get((study, key), lambda: study.compute_sweep(key))
 
@@ -301,12 +310,7 @@ class WidthStudy:
         return CoordChecks(checks, {p: PARAMETRIZATIONS.label(p) for p in parametrizations})
 
     def describe(self) -> str:
-        task, size = get_task(DEFAULT_TASK), self.size
-        return (
-            f"task: {task.description}; Bayes loss {task.irreducible_loss:.4f} nats\n"
-            f"widths {size.values}, {size.steps} steps of batch {DEFAULT_BATCH}, "
-            f"seeds {size.seeds}"
-        )
+        return _describe(f"widths {self.size.values}", self.size)
 
     def adam_summary(self, adam: Transfer) -> str:
         drift, penalty, widths = adam.drift, adam.penalty, self.size.values
@@ -463,12 +467,8 @@ class DepthStudy:
         )
 
     def describe(self) -> str:
-        task, size = get_task(DEFAULT_TASK), self.size
-        return (
-            f"task: {task.description}; Bayes loss {task.irreducible_loss:.4f} nats\n"
-            f"muP residual MLPs of width {self.width}, depths {size.values}, {size.steps} steps "
-            f"of batch {DEFAULT_BATCH}, seeds {size.seeds}"
-        )
+        models = f"muP residual MLPs of width {self.width}, depths {self.size.values}"
+        return _describe(models, self.size)
 
 
 def depth_config_id(alpha: float, lr_correction: bool) -> str:
