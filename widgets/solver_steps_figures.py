@@ -20,5 +20,6 @@ def ems_figure(ems: EMS, dimension: int = 0) -> go.Figure:
             y=values[:, dimension].numpy(),
             name=f"{name} ({coordinate}-coordinate)",
         )
-    figure.update_layout(xaxis_title="λ = log(α/σ)", yaxis_title="statistic", height=320, width=640)
+    # no width: the figure takes its container's
+    figure.update_layout(xaxis_title="λ = log(α/σ)", yaxis_title="statistic", height=320)
     return figure

@@ -6,22 +6,40 @@ import numpy as np
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, Slider
+from workbench.claims import readable
 from workbench.toy.fields import NoisedSnapshot, noised_snapshot, variance_preserving
-from workbench.toy.tour import DATASETS, dataset, tour_size
+from workbench.toy.tour import DATASETS, NOISE_LEVEL, dataset, tour_size
 
 # The clean density has peaks ~50x the noised one's: a fixed colour range would wash out one
 # end of the slider, so the heatmap shows log-density clipped a fixed depth below its maximum.
 LOG_DENSITY_DEPTH = 10.0
-PANEL_SIZE = 430  # px; square, so the equal-aspect axes fill the panel
+PANEL_HEIGHT = 430  # px; the width is the container's, equal axis scale keeps the plane square
+
+
+def plane_layout(bounds: tuple[float, float, float, float], title: str) -> dict:
+    """Equal-scale axes over the data plane, titled x₁ and x₂ (with room for the titles)."""
+    layout = figures.square_axes(bounds)
+    # constrain="domain": equal scale shrinks the plot area, not widens the ranges past the data
+    layout["xaxis"] |= {"title": {"text": "x₁"}, "constrain": "domain"}
+    layout["yaxis"] |= {"title": {"text": "x₂"}, "constrain": "domain"}
+    layout["margin"] = {"l": 50, "r": 10, "t": 40, "b": 45}
+    return {**layout, "title": {"text": title}}
 
 
 def noised_mixture_app(smoke: bool = False) -> Explorer:
-    """The tour's explorer at notebook 00's full or SMOKE size (the served page)."""
+    """The tour's explorer at notebook 00's full or SMOKE size and noise level (the served
+    page)."""
     size = tour_size(smoke)
-    return noised_mixture_explorer(n_samples=size.n_samples, grid_size=size.grid_size)
+    return noised_mixture_explorer(
+        n_samples=size.n_samples, grid_size=size.grid_size, sigma=NOISE_LEVEL
+    )
 
 
-def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int = 120) -> Explorer:
+def noised_mixture_explorer(
+    n_samples: int = 4000, seed: int = 0, grid_size: int = 120, sigma: float = NOISE_LEVEL
+) -> Explorer:
+    """The explorer, starting at noise level `sigma` (the notebook passes its NOISE_LEVEL)."""
+
     def compute(dataset_name: str, sigma: float) -> NoisedSnapshot:
         mixture = dataset(dataset_name)
         alpha, sigma = variance_preserving(sigma)
@@ -32,15 +50,18 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
     def density_traces(snap: NoisedSnapshot) -> list[dict]:
         log_density = snap.log_density.numpy()
         top = float(log_density.max())
+        heatmap = figures.heatmap(
+            snap.xs,
+            snap.ys,
+            np.maximum(log_density, top - LOG_DENSITY_DEPTH),
+            name="log p_t",
+            showscale=True,
+            zmin=top - LOG_DENSITY_DEPTH,
+            zmax=top,
+        )
+        heatmap["colorbar"] = {"title": {"text": "log p<sub>t</sub>(x)"}, "thickness": 14}
         return [
-            figures.heatmap(
-                snap.xs,
-                snap.ys,
-                np.maximum(log_density, top - LOG_DENSITY_DEPTH),
-                name="log p_t",
-                zmin=top - LOG_DENSITY_DEPTH,
-                zmax=top,
-            ),
+            heatmap,
             figures.points(snap.samples, name="samples x_t"),
         ]
 
@@ -56,14 +77,14 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
         return (float(snap.xs[0]), float(snap.xs[-1]), float(snap.ys[0]), float(snap.ys[-1]))
 
     def density_layout(snap: NoisedSnapshot) -> dict:
-        title = f"log p_t and samples, σ={snap.sigma:.2f}"
-        return {**figures.square_axes(bounds(snap)), "title": {"text": title}}
+        title = f"log p<sub>t</sub> and samples, σ = {snap.sigma:.2f}"
+        return plane_layout(bounds(snap), title)
 
     def score_layout(snap: NoisedSnapshot) -> dict:
         spacing = float(snap.arrow_points[1, 0] - snap.arrow_points[0, 0])
         _, factor = figures.fit_arrows(snap.tweedie_steps, spacing)
-        title = f"σ²∇log p_t (arrows ×{factor:.2g})"
-        return {**figures.square_axes(bounds(snap)), "title": {"text": title}}
+        title = f"σ²∇log p<sub>t</sub> (arrows ×{readable(factor)})"
+        return plane_layout(bounds(snap), title)
 
     return Explorer(
         title="A Gaussian mixture under noise, exactly",
@@ -75,7 +96,7 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
         ),
         controls=[
             Choice("dataset_name", "dataset", DATASETS.options(), "ring"),
-            Slider("sigma", "noise level σ (α = √(1−σ²))", 0.0, 0.99, 0.3, step=0.01),
+            Slider("sigma", "noise level σ (α = √(1−σ²))", 0.0, 0.99, sigma, step=0.01),
         ],
         compute=compute,
         panels=[
@@ -84,16 +105,14 @@ def noised_mixture_explorer(n_samples: int = 4000, seed: int = 0, grid_size: int
                 "noised density and samples",
                 density_traces,
                 density_layout,
-                height=PANEL_SIZE,
-                width=PANEL_SIZE,
+                height=PANEL_HEIGHT,
             ),
             FigurePanel(
                 "score",
                 "score field",
                 score_traces,
                 score_layout,
-                height=PANEL_SIZE,
-                width=PANEL_SIZE,
+                height=PANEL_HEIGHT,
             ),
         ],
     )

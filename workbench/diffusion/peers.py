@@ -121,7 +121,7 @@ def crosscheck(model: DiffusionModel, x_T: torch.Tensor, steps: int):
     import diffusers
     import pandas as pd
 
-    from workbench.diffusion.sampling import sample
+    from workbench.diffusion.sampling import SOLVERS, sample
 
     pairs = {
         "DDIM": (lambda: diffusers.DDIMScheduler(clip_sample=False), "ddim", {}, False),
@@ -172,7 +172,7 @@ def crosscheck(model: DiffusionModel, x_T: torch.Tensor, steps: int):
         rows.append(
             {
                 "algorithm": name,
-                "ours": solver,
+                "ours": SOLVERS.label(solver),
                 "steps": steps,
                 "max |ours - diffusers|": (ours - theirs).abs().max().item(),
             }

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.claims import Claim
 from workbench.diffusion.grids import GRIDS
 from workbench.diffusion.learned import fit_grid
 from workbench.diffusion.models import DiffusionModel
-from workbench.diffusion.reference import reference_solution
+from workbench.diffusion.reference import REFERENCES, reference_solution
 from workbench.diffusion.sampling import SOLVERS, SampleResult, prior_noise, sample
 from workbench.diffusion.schedules import NoiseSchedule, VPSchedule
 from workbench.memo import Memo, memoized
@@ -101,7 +102,15 @@ class SolverStudy:
                 trajectory=True, **options,
             )  # fmt: skip
 
-        return SOLVES.get((self, solver, steps, grid, order, options), run)
+        return SOLVES.get(self._solve_key(solver, steps, grid, order, options), run)
+
+    def is_solved(self, solver: str, steps: int, grid="logsnr", order: int | None = None,
+                  **options) -> bool:  # fmt: skip
+        """Whether `solve` with these settings would be answered from the memo."""
+        return self._solve_key(solver, steps, grid, order, options) in SOLVES
+
+    def _solve_key(self, solver, steps, grid, order, options) -> tuple:
+        return (self, solver, steps, grid, order, options)
 
     def error(self, solver: str, steps: int, grid="logsnr", order: int | None = None, **options):
         """Mean L2 distance of the solver's samples from the exact ODE solution."""
@@ -199,22 +208,17 @@ def error_ratios(summary: pd.DataFrame, numerator: str, denominator: str) -> dic
             for nfe in TABLE_NFES}  # fmt: skip
 
 
-def best_solvers_report(summary: pd.DataFrame, baseline: str = "ddim") -> str:
-    """Which solver is best at NFE 5 and 10, against `baseline`, as sentences."""
-    lines = []
-    for nfe in (5, 10):
-        column = summary[f"NFE {nfe}"]
-        best = column.idxmin()
-        lines.append(
-            f"best at NFE {nfe:2d}: {best:14s} {column[best]:.2e}  "
-            f"({SOLVERS.label(baseline)} {column[baseline]:.2e})"
-        )
-    ratio = summary.loc[baseline, "NFE 10"] / summary["NFE 10"].min()
-    lines.append(
-        f"at NFE 10 {SOLVERS.label(baseline)}'s error is {ratio:.1f}x that of "
-        f"{summary['NFE 10'].idxmin()}"
-    )
-    return "\n".join(lines)
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of one of the study's tables for a reader: solver ids in the index (or its first
+    level) and grid ids in the columns replaced by their labels."""
+    table = table.copy()
+    if isinstance(table.index, pd.MultiIndex):
+        table.index = table.index.set_levels(
+            [SOLVERS.label(s) for s in table.index.levels[0]], level=0
+        ).set_names(["solver", "steps"])
+    else:
+        table.index = pd.Index([SOLVERS.label(s) for s in table.index], name="solver")
+    return table.rename(columns=lambda c: GRIDS.label(c) if c in GRIDS else c)
 
 
 # ------------------------------------------------------------------ what the explorer shows
@@ -267,6 +271,33 @@ def solver_steps(
     )
 
 
+def solver_steps_cost(
+    problem: str, solvers: tuple[str, ...], steps: int, grid: str, order, *,
+    n_samples: int, seed: int = 0, curve_steps=CURVE_STEPS,
+) -> float | None:  # fmt: skip
+    """About how many seconds `solver_steps` will take for a setting whose solves are not all
+    stored yet (a new grid or order re-solves every curve), None when they all are.
+
+    The solves not stored times the median time of recent solves, plus a reference solution
+    when the problem's study is new; None too before anything has been timed."""
+    per_solve = SOLVES.typical_seconds()
+    if per_solve is None:
+        return None
+    seconds, missing = 0.0, 0
+    if study_for.cached(problem, n_samples, seed):
+        study = study_for(problem, n_samples, seed)
+        for s in solvers:
+            o = order_for(s, order)
+            missing += sum(not study.is_solved(s, n, grid, o) for n in {steps, *curve_steps})
+            # the table's solves (default order, NFE-matched steps) are made together
+            missing += 0 if study.is_solved(s, 1, grid) else 1 + len(TABLE_NFES)
+    else:
+        seconds += REFERENCES.typical_seconds() or 0.0
+        missing = len(solvers) * (len({steps, *curve_steps}) + 1 + len(TABLE_NFES))
+    seconds += missing * per_solve
+    return seconds if missing else None
+
+
 @memoized("solver problem densities", maxsize=8)
 def density_image(problem: str, size: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(xs, ys, log p_0) of a problem's mixture on a size x size grid around its mass."""
@@ -281,3 +312,78 @@ def fitted_gains(fitted_table: pd.DataFrame) -> pd.DataFrame:
     notebook 01's recorded metrics)."""
     gains = fitted_table["best hand grid / fitted"].unstack()
     return gains.rename(columns=lambda k: f"steps{k}.gain")
+
+
+# ------------------------------------------------------------------ the verdict of notebook 01
+DDIM_PAPER = "Song, Meng & Ermon 2020, arXiv:2010.02502"
+DPMPP_PAPER = "Lu et al. 2022, arXiv:2211.01095"
+UNIPC_PAPER = "Zhao et al. 2023, arXiv:2302.04867"
+DEIS_PAPER = "Zhang & Chen 2022, arXiv:2204.13902"  # DEIS and iPNDM
+V3_PAPER = "Zheng et al. 2023, arXiv:2310.13268"
+DIFFUSERS = "von Platen et al. 2022, github.com/huggingface/diffusers"
+BESPOKE_PAPER = "Shaul et al. 2023, arXiv:2310.19075"
+
+
+def order_claim(solver: str, order: int, paper: str, how: str = "") -> Claim:
+    """The solver's error falls at `order` in NFE: its fitted order rounds to it."""
+    return Claim(
+        f"{SOLVERS.label(solver)}{how} is order {order} (fitted order within 0.5)",
+        paper,
+        f"{solver}.fitted_order",
+        above=order - 0.5,
+        below=order + 0.5,
+    )
+
+
+def beats_claim(solver: str, other: str, nfe: int, paper: str) -> Claim:
+    """The solver's error at `nfe` model calls is below the other's."""
+    return Claim(
+        f"{SOLVERS.label(solver)} beats {SOLVERS.label(other)} at NFE {nfe}",
+        paper,
+        f"{solver}.error_nfe{nfe}",
+        below=f"{other}.error_nfe{nfe}",
+    )
+
+
+def fitted_grid_claim(solver: str, steps: int) -> Claim:
+    return Claim(
+        f"a grid fitted for {SOLVERS.label(solver)} beats the best hand-designed grid at "
+        f"{steps} steps (best hand grid's error / fitted grid's)",
+        BESPOKE_PAPER,
+        f"fitted_grid.{solver}.steps{steps}.gain",
+        above=1,
+    )
+
+
+# Each tied to a metric notebook 01 records (its names in the last cell).
+SOLVER_STEPS_CLAIMS: tuple[Claim, ...] = (
+    order_claim("ddim", 1, DDIM_PAPER),
+    order_claim("dpmpp_2m", 2, DPMPP_PAPER),
+    order_claim("dpmpp_3m", 3, DPMPP_PAPER),
+    order_claim("unipc_bh2", 3, UNIPC_PAPER, how=", order 2 plus its corrector,"),
+    order_claim("deis", 3, DEIS_PAPER),
+    order_claim("ipndm", 4, DEIS_PAPER),
+    beats_claim("dpmpp_2m", "ddim", 10, DPMPP_PAPER),
+    beats_claim("dpmpp_2m", "dpm_solver", 10, DPMPP_PAPER),
+    beats_claim("unipc_bh2", "dpmpp_2m", 5, UNIPC_PAPER),
+    beats_claim("unipc_bh2", "dpmpp_2m", 10, UNIPC_PAPER),
+    beats_claim("deis", "ddim", 10, DEIS_PAPER),
+    beats_claim("ipndm", "ddim", 10, DEIS_PAPER),
+    *(
+        Claim(
+            f"DPM-Solver-v3 beats DPM-Solver++(2M) at NFE {nfe} (its error / v3's)",
+            V3_PAPER,
+            f"dpm_solver_v3.gain_nfe{nfe}",
+            above=1,
+        )
+        for nfe in (5, 10)
+    ),
+    Claim(
+        "diffusers' schedulers give the same samples, to float32 rounding (largest difference)",
+        DIFFUSERS,
+        "diffusers.max_abs_difference",
+        below=1e-4,
+    ),
+    fitted_grid_claim("ddim", 10),
+    fitted_grid_claim("dpmpp_2m", 10),
+)

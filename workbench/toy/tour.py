@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.claims import Claim, readable
 from workbench.memo import memoized
 from workbench.registry import Registry
 from workbench.toy.mixture import GaussianMixture
@@ -42,3 +43,51 @@ def tour_size(smoke: bool) -> TourSize:
     if smoke:
         return TourSize(n_monte_carlo=20_000, n_samples=1000, grid_size=120, latency_repeats=1)
     return TourSize(n_monte_carlo=400_000, n_samples=4000, grid_size=120, latency_repeats=5)
+
+
+# Notebook 00's NOISE_LEVEL parameter default: the served explorer starts where the notebook's
+# checks are made (tests/test_mixture.py checks the two agree).
+NOISE_LEVEL = 0.6
+
+# What notebook 00 checked, each tied to a metric it records (its names in the last cell).
+TOUR_CHECKS: tuple[Claim, ...] = (
+    Claim(
+        "the closed-form score equals autograd of the closed-form log-density, to rounding "
+        "(largest difference over the mixtures)",
+        "Song et al. 2020, arXiv:2011.13456",
+        "score_autograd_max_abs_error",
+        below=1e-10,
+    ),
+    Claim(
+        "the closed-form denoiser E[x_0 | x_t] agrees with a Monte Carlo posterior mean "
+        "(largest |z|, in standard errors)",
+        "Karras et al. 2022, arXiv:2206.00364",
+        "denoiser_monte_carlo_max_z",
+        below=5,
+    ),
+    Claim(
+        "the noised density integrates to 1 (least mass on the grid over the mixtures)",
+        "closed form",
+        "grid_mass_min",
+        above=0.999,
+    ),
+)
+
+
+def run_history_note(runs, database_name: str) -> str:
+    """The sentence over the run-history figure: how many runs and commits it shows."""
+    if runs.empty:
+        return f"_No runs recorded yet in `{database_name}`: `./dev run --smoke` records some._"
+    commits = runs["git_commit"].nunique()
+    return (
+        f"{len(runs)} recorded notebook {'run' if len(runs) == 1 else 'runs'} over "
+        f"{commits} {'commit' if commits == 1 else 'commits'}."
+    )
+
+
+def setting_note(alpha: float, sigma: float, size: TourSize) -> str:
+    """The noise level the checks are made at, and how many draws the Monte Carlo check uses."""
+    return (
+        f"The checks below are made at α = {readable(alpha)}, σ = {readable(sigma)}; the "
+        f"denoiser's Monte Carlo check averages {size.n_monte_carlo:,} prior draws."
+    )
