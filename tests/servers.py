@@ -66,3 +66,27 @@ def serving(argv: Callable[[int], list[str]], ready: str, log: Path, **kwargs) -
         yield url
     finally:
         stop(process)
+
+
+def jupyter_lab(root: Path, token: str) -> Callable[[int], list[str]]:
+    """argv(port) of a JupyterLab server on `root`: no browser, no news, no update checks."""
+
+    def argv(port: int) -> list[str]:
+        return [
+            PYTHON, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]  # fmt: skip
+
+    return argv
+
+
+def lab_ready(token: str) -> str:
+    """The path that answers once a JupyterLab server started with `token` serves."""
+    return f"/api/status?token={token}"
+
+
+def panel_app(port: int) -> list[str]:
+    """argv of the served explorers (`python -m widgets.app`) at their SMOKE sizes."""
+    return [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"]

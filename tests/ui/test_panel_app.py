@@ -4,8 +4,9 @@ moving the main control changes the figure. Screenshots: runs/ui/panel-*.png."""
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, move_slider_and_wait_for_figure, screenshot
-from servers import PYTHON, serving
+from chromium import ROOT, panel_slider, screenshot
+from conftest import move_slider_and_wait_for_figure
+from servers import panel_app, serving
 
 from widgets.topics import TOPICS
 
@@ -14,11 +15,8 @@ pytestmark = pytest.mark.ui
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    def argv(port: int) -> list[str]:
-        return [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"]
-
     log = tmp_path_factory.mktemp("panel") / "server.log"
-    with serving(argv, "/", log, cwd=ROOT) as url:
+    with serving(panel_app, "/", log, cwd=ROOT) as url:
         yield url
 
 
@@ -35,7 +33,7 @@ def test_moving_the_main_control_updates_the_figure(page, app_url, entry):
     label = entry.app(True).controls[entry.control].label
     page.goto(f"{app_url}/{entry.slug}")
     figure = page.locator(".js-plotly-plot").first
-    slider = page.locator(".bk-slider-title", has_text=label).locator("xpath=..")
+    slider = panel_slider(page, label)
     slider.wait_for()
     title_before = slider.locator(".bk-slider-title").inner_text()
     move_slider_and_wait_for_figure(page, slider.locator(".noUi-handle"), figure)
