@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from workbench.optim import findings
+from workbench.optim.claims import OPTIMIZER_CLAIMS, labelled_text, verdict_table
 from workbench.optim.problems import (
     PROBLEMS,
     KroneckerQuadratic,
@@ -26,7 +29,6 @@ from workbench.optim.race import (
     race,
     race_metrics,
     race_table,
-    steps_text,
     steps_to_target,
     sweep_cell,
     train,
@@ -205,9 +207,9 @@ def test_finishing_order_puts_the_unfinished_last():
         index=["a", "b", "c", "d"],
     )
     assert finishing_order(table) == "c < b < d < a"
-    assert steps_text(None, 200) == "not reached in 200"
-    assert steps_text(float("nan"), 200) == "not reached in 200"
-    assert steps_text(41.0, 200) == "41"
+    assert findings.steps_text(None, 200) == "more than 200 steps"
+    assert findings.steps_text(float("nan"), 200) == "more than 200 steps"
+    assert findings.steps_text(41.0, 200) == "41 steps"
 
 
 def test_frequency_only_reaches_the_methods_that_have_one():
@@ -321,7 +323,96 @@ def test_race_metrics_octaves_and_findings():
     assert "Polyak's optimal heavy-ball momentum 0.669" in text and "10^2" in text
 
 
+def _race_table(steps: dict[str, float | None]) -> pd.DataFrame:
+    """A race table with the columns the prose reads, steps to target as given."""
+    names = list(steps)
+    return pd.DataFrame(
+        {
+            "steps to target": [steps[n] for n in names],
+            "seconds to target": [None if steps[n] is None else 0.01 * steps[n] for n in names],
+            "final loss": [1e-3] * len(names),
+            "step overhead vs adam": [1.0] * len(names),
+            "state / params": [2.0] * len(names),
+        },
+        index=names,
+    )
+
+
+MLP_OPTIMIZERS = ("sgd", "adam", "adafactor", "shampoo", "soap", "soap_adam_betas")
+
+
+def test_the_prose_reads_right_when_no_target_is_reached():
+    """SMOKE's 40 steps reach no target: the sentences say so instead of breaking."""
+    table = _race_table(dict.fromkeys(MLP_OPTIMIZERS))
+    rotation = pd.DataFrame(
+        {
+            (1e3, basis): pd.Series(1e-2, index=list(OPTIMIZERS))
+            for basis in ("axis-aligned", "rotated")
+        }
+    )
+    momentum = findings.momentum_paragraph(table, 40, 1e3, rotation, 1e3)
+    assert "SGD with momentum 0.9 needs more than 40 steps and Adam more than 40 steps." in momentum
+    mlp = findings.mlp_paragraph(table, 40)
+    assert "cannot tell whether the fewer-iterations claim holds" in mlp
+    assert "cannot be compared" in mlp
+    assert findings.finishing_paragraph(table, 40) == (
+        "No optimizer reaches the target within 40 steps."
+    )
+    for text in (momentum, mlp):
+        assert "not reached in" not in text and "e-0" not in text
+
+
+def test_the_prose_orders_and_names_the_finishers():
+    steps = dict.fromkeys(MLP_OPTIMIZERS) | {
+        "adam": 184.0,
+        "shampoo": 98.0,
+        "soap_adam_betas": 87.0,
+    }
+    table = _race_table(steps)
+    assert findings.finishing_paragraph(table, 300) == (
+        "Steps to the target, fastest first: SOAP (Adam's betas) (87), "
+        "Shampoo (Adam grafting) (98), Adam (184). Not reached within 300 steps: "
+        "SGD (momentum 0.9), Adafactor, SOAP."
+    )
+    mlp = findings.mlp_paragraph(table, 300)
+    assert "SOAP with Adam's betas needs 87 steps, Shampoo 98 steps and Adam 184 steps" in mlp
+    assert "the fewer-iterations claim holds on this toy" in mlp
+    assert "reaches the target in 0.473 times Adam's wall clock" in mlp
+
+
 def study_rotation(sweep):
     """A one-kappa rotation table with the same sweep in both bases (enough for the prose)."""
     column = sweep.table(1e-6)["final loss"]
     return pd.DataFrame({(1e2, "axis-aligned"): column, (1e2, "rotated"): column})
+
+
+def _baseline(profile: str) -> dict:
+    path = Path(__file__).parent / "baselines" / "05_optimizers.json"
+    metrics = json.loads(path.read_text())["profiles"][profile]
+    return {name: entry["value"] for name, entry in metrics.items()}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+def test_every_claim_reads_a_metric_the_notebook_records(profile):
+    values = _baseline(profile)
+    for claim in OPTIMIZER_CLAIMS:
+        assert set(claim.metrics()) <= set(values), claim.claim
+
+
+def test_the_verdict_of_the_full_baseline():
+    table = verdict_table(_baseline("full"))
+    does_not_hold = table.index[table["verdict"] == "does not hold"].tolist()
+    claims = [OPTIMIZER_CLAIMS[i - 1].claim for i in does_not_hold]
+    # Muon's rounding, Shampoo's per-step cost, PSGD-Kron and Muon slower than Adam on the MLP
+    assert [c.split(":")[0].split(" (")[0] for c in claims] == [
+        "SGD, SOAP and Muon commute with rotations",
+        "Shampoo's runtime per step is comparable to Adam's",
+        "A preconditioner fitted on a Lie group",
+        "Muon is about 2x as compute-efficient as AdamW",
+    ]
+    assert table.loc[13, "measured"] == "163 < 184 (race.mlp.adam.steps_to_target)"
+    # ids shown as labels, metric names left as they are
+    assert table.loc[8, "measured"].startswith("SGD (momentum 0.9), SOAP, SOAP (Adam's betas) =")
+    assert labelled_text("psgd_kron, race.mlp.adam.steps_to_target") == (
+        "PSGD-Kron, race.mlp.adam.steps_to_target"
+    )

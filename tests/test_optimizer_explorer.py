@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from widgets.explorers.optimizers import FREQUENCIES, optimizer_explorer, optimizers_app
+from widgets.explorers.optimizers import (
+    COLORS,
+    FREQUENCIES,
+    optimizer_explorer,
+    optimizers_app,
+)
 from widgets.optimizer_figures import gd_rate_figure, race_figure, sensitivity_figure
 from workbench.optim.race import race, race_table
+from workbench.optim.registry import OPTIMIZERS
 from workbench.optim.study import (
     SECONDS_PER_STEP,
     SWEEPS,
@@ -19,6 +27,7 @@ from workbench.optim.study import (
 from workbench.optim.theory import GDStepScan
 
 STEPS, LR_LOG2 = 30, (-6, -1)
+READABLE_TICK = re.compile(r"2<sup>-?\d+</sup>|1e-?\d+|\d+(\.\d+)?")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +73,7 @@ def test_panels_show_the_selected_runs(explorer):
     for entry in view.entries:
         assert entry.run is sweep.tuned(entry.optimizer)
     steps = update.figures["steps"]["data"]
-    assert [t["name"] for t in steps[:2]] == ["adam", "soap"]
+    assert [t["name"] for t in steps[:2]] == ["Adam", "SOAP"]
     assert np.allclose(steps[0]["y"], np.maximum(sweep.tuned("adam").losses, 1e-30))
     table = update.figures["table"]["data"][0]["cells"]["values"]
     assert table[0] == ["Adam", "SOAP"]
@@ -79,11 +88,13 @@ def test_the_slider_moves_every_optimizer_by_the_same_factor(explorer):
     base = explorer.update(optimizers=("sgd", "adam"), lr_shift=0, frequency="default").result
     moved = explorer.update(lr_shift=-2).result
     for before, after in zip(base.entries, moved.entries, strict=True):
-        assert after.run is None or after.run.lr_log2 == before.run.lr_log2 - 2
-    # beyond the swept grid the optimizer has no run: the table says so, nothing is drawn
+        assert after.run.lr_log2 == max(before.run.lr_log2 - 2, LR_LOG2[0])
+    # beyond the swept grid the optimizer shows the grid's end, and the view says so
     far = explorer.update(lr_shift=4).result
-    missing = [e for e in far.entries if e.run is None]
-    assert missing, "a shift of 4 octaves leaves the 6-point grid for some optimizer"
+    clamped = [e for e in far.entries if e.clamped]
+    assert clamped, "a shift of 4 octaves leaves the 6-point grid for some optimizer"
+    for entry in clamped:
+        assert entry.run.lr_log2 == LR_LOG2[1] < entry.requested_lr_log2
 
 
 def test_frequency_reaches_the_preconditioned_methods(explorer):
@@ -98,8 +109,9 @@ def test_reader_errors(explorer):
     update = explorer.update(optimizers=())
     assert not update.ok and "optimizers must select at least one" in update.error
     update = explorer.update(optimizers=("adam",), kappa=1e7)
-    assert not update.ok and "condition number kappa must be a number in [10, 100000]" in (
-        update.error
+    assert (
+        not update.ok
+        and "condition number κ = λmax / λmin must be a number in [10, 100000]" in (update.error)
     )
 
 
@@ -117,7 +129,7 @@ def test_the_notebook_figures_are_finite_and_complete(explorer):
     sweep = study.sweep(1e3, True, None)
     figure = sensitivity_figure({"quadratic": sweep})
     names = {trace.name for trace in figure.data if trace.showlegend is not False}
-    assert names == set(sweep.optimizers)
+    assert names == {OPTIMIZERS.label(name) for name in sweep.optimizers}
     problem = study.problem(1e3, True)
     traces = race(problem, {"adam": 0.1, "soap": 0.1}, steps=10, progress=False)
     table = race_table(traces, 1e-6, problem.n_params * 8)
@@ -137,13 +149,17 @@ def test_the_notebook_figures_are_finite_and_complete(explorer):
 
 def test_the_step_panel_names_optimizers_shifted_off_the_grid(explorer):
     update = explorer.update(optimizers=("sgd", "adam"), lr_shift=4, frequency="default")
-    missing = [e.optimizer for e in update.result.entries if e.run is None]
+    clamped = [OPTIMIZERS.label(e.optimizer) for e in update.result.entries if e.clamped]
     title = update.figures["steps"]["layout"]["title"]["text"]
-    assert missing and f"off the grid: {', '.join(missing)}" in title
+    assert clamped and f"past the swept grid, at its end: {', '.join(clamped)}" in title
     assert (
-        "off the grid"
+        "past the swept grid"
         not in explorer.update(lr_shift=0).figures["steps"]["layout"]["title"]["text"]
     )
+    table = update.figures["table"]["data"][0]["cells"]["values"]
+    assert [v.endswith("(grid\u00a0end)") for v in table[2]] == [
+        e.clamped for e in update.result.entries
+    ]
 
 
 def test_the_served_app_is_the_notebooks_smoke_size(explorer):
@@ -163,3 +179,101 @@ def test_the_view_counts_steps_and_seconds_to_the_target(explorer):
         else:
             assert entry.run.losses[reached] <= view.target
             assert entry.seconds_to_target == reached * entry.seconds_per_step
+
+
+def _every_lr_shift(explorer):
+    slider = explorer.controls["lr_shift"]
+    return range(int(slider.min), int(slider.max) + 1)
+
+
+def test_every_offered_setting_draws_every_selected_optimizer():
+    """At the SMOKE size (the served page) every slider position, in both bases, draws a
+    curve and a table row for each selected optimizer: none is left empty ("not swept")."""
+    served = optimizers_app(smoke=True)
+    selected = tuple(OPTIMIZERS)
+    assert list(_every_lr_shift(served)) == list(range(-4, 5))  # the 5-rate SMOKE grid's span
+    for rotated in (True, False):
+        for shift in _every_lr_shift(served):
+            update = served.update(optimizers=selected, lr_shift=shift, rotated=rotated)
+            assert update.ok, update.error
+            for name in ("sensitivity", "steps", "clock"):
+                _finite_and_nonempty(update.figures[name])
+            curves = [t for t in update.figures["steps"]["data"] if t.get("legendgroup")]
+            assert [t["name"] for t in curves] == [OPTIMIZERS.label(n) for n in selected]
+            rows = update.figures["table"]["data"][0]["cells"]["values"]
+            cells = [cell for column in rows for cell in column]
+            assert len(rows[0]) == len(selected) and "not\u00a0swept" not in cells
+
+
+def _shown_text(figure) -> list[str]:
+    """Every string a reader sees in a figure: trace names, titles and table cells."""
+    texts = [t["name"] for t in figure["data"] if "name" in t]
+    for trace in figure["data"]:
+        if trace["type"] == "table":
+            texts += trace["header"]["values"]
+            texts += [cell for column in trace["cells"]["values"] for cell in column]
+    layout = figure["layout"]
+    texts.append(layout["title"]["text"])
+    for axis in ("xaxis", "yaxis"):
+        texts.append(layout.get(axis, {}).get("title", {}).get("text", ""))
+    return texts
+
+
+def test_one_label_per_id_and_one_color_per_optimizer(explorer):
+    update = explorer.update(optimizers=tuple(OPTIMIZERS), lr_shift=4, frequency="default")
+    for figure in update.figures.values():
+        for text in _shown_text(figure):
+            for name in OPTIMIZERS:
+                if name != OPTIMIZERS.label(name):
+                    assert name not in text.split(), (name, text)
+            assert "psgd_kron" not in text and "soap_adam_betas" not in text, text
+    assert len(set(COLORS.values())) == len(OPTIMIZERS)
+    for trace in update.figures["steps"]["data"]:
+        if trace.get("legendgroup"):
+            assert trace["line"]["color"] == COLORS[trace["legendgroup"]]
+
+
+def _log_axes(figure):
+    layout = figure["layout"] if isinstance(figure, dict) else figure.to_dict()["layout"]
+    return [a for key, a in layout.items() if key[1:5] == "axis" and a.get("type") == "log"]
+
+
+def test_figures_take_the_container_width_and_log_axes_read(explorer):
+    update = explorer.update(optimizers=tuple(OPTIMIZERS), lr_shift=0, frequency="default")
+    assert {name for name, panel in explorer.panels.items() if panel.wide} == {
+        "sensitivity",
+        "table",
+    }
+    log_axes = []
+    for figure in update.figures.values():
+        assert "width" not in figure["layout"]
+        log_axes += _log_axes(figure)
+    assert len(log_axes) == 4  # sensitivity x and y, the loss axes of steps and clock
+    for axis in log_axes:
+        ticks = axis["ticktext"]
+        # 2^k, 1e-4 or 0.01 style: never an SI prefix ("100μ", "10n")
+        assert len(ticks) >= 2 and all(READABLE_TICK.fullmatch(t) for t in ticks), ticks
+    x = update.figures["sensitivity"]["layout"]["xaxis"]["ticktext"]
+    assert x == [f"2<sup>{k}</sup>" for k in range(LR_LOG2[0], LR_LOG2[1] + 1)]
+
+
+def test_the_notebook_figures_take_the_container_width(explorer):
+    study = OptimizerStudy(steps=STEPS, lr_log2=LR_LOG2)
+    figure = sensitivity_figure({"quadratic": study.sweep(1e3, True, None)})
+    assert figure.layout.width is None and len(_log_axes(figure)) == 2
+    problem = study.problem(1e3, True)
+    traces = race(problem, {"adam": 0.1, "psgd_kron": 0.1}, steps=10, progress=False)
+    table = race_table(traces, 1e-6, problem.n_params * 8)
+    figure = race_figure({"quadratic": RaceResult(RaceSetup("quadratic", 10), 1e-6, traces, table)})
+    assert figure.layout.width is None and len(_log_axes(figure)) == 2
+    assert {t.name for t in figure.data if t.showlegend is not False} == {"Adam", "PSGD-Kron"}
+
+
+def test_a_first_visit_says_how_long_it_will_take(explorer):
+    """cost() estimates a setting not computed yet, and is None once it is."""
+    values = {**explorer.values, "optimizers": ("adam", "soap"), "kappa": 1e4, "frequency": 100}
+    estimate = explorer.cost(**values)
+    assert estimate is not None and estimate > 0
+    assert explorer.update(**values).ok
+    assert explorer.cost(**values) is None
+    assert explorer.cost(**(values | {"lr_shift": 2})) is None  # a shift only selects

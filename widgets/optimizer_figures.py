@@ -11,8 +11,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from widgets.explorers.optimizers import loss_trace, sensitivity_traces, target_trace
+from widgets.explorers.optimizers import (
+    loss_axis,
+    loss_trace,
+    sensitivity_axes,
+    sensitivity_traces,
+    target_trace,
+)
+from workbench.claims import readable
+from workbench.optim.registry import OPTIMIZERS
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -23,15 +32,17 @@ if TYPE_CHECKING:
     from workbench.optim.theory import GDStepScan
 
 RACE_TABLE_FORMATS = {
-    "lr": "{:.3g}",
-    "final loss": "{:.1e}",
+    "lr": readable,
+    "final loss": readable,
     "steps to target": "{:.0f}",
-    "seconds to target": "{:.3f}",
-    "ms per step": "{:.2f}",
-    "step overhead vs adam": "{:.1f}x",
+    "seconds to target": readable,
+    "ms per step": readable,
+    "step cost vs Adam": "{:.1f}x",
     "state bytes": "{:,}",
-    "state / params": "{:.2f}",
+    "state / params": readable,
 }
+# race_table's columns as a reader sees them (the optimizer named by its label)
+RACE_COLUMN_LABELS = {"step overhead vs adam": "step cost vs Adam"}
 
 
 def sensitivity_figure(
@@ -49,10 +60,14 @@ def sensitivity_figure(
                 name, sweep.runs(name), sweep.tuned(name), showlegend=column == 1
             ):
                 figure.add_trace(trace, row=1, col=column)
-        figure.update_xaxes(type="log", title_text="learning rate", row=1, col=column)
-        figure.update_yaxes(type="log", exponentformat="power", row=1, col=column)
-    figure.update_yaxes(title_text="final loss / initial (x = diverged)", row=1, col=1)
-    figure.update_layout(height=420, width=1000, margin={"t": 60})
+        xaxis, yaxis = sensitivity_axes(
+            [run for name in sweep.optimizers for run in sweep.runs(name)]
+        )
+        if column > 1:
+            yaxis["title"] = {"text": ""}  # the first panel's title names the shared quantity
+        figure.update_xaxes(xaxis, row=1, col=column)
+        figure.update_yaxes(yaxis, row=1, col=column)
+    figure.update_layout(height=440, margin={"t": 60}, legend={"orientation": "h", "y": -0.22})
     return figure
 
 
@@ -79,19 +94,40 @@ def race_figure(races: Mapping[str, RaceResult]) -> go.Figure:
             (2, max(float(t.seconds[-1]) for t in traces.values())),
         ):
             figure.add_trace(target_trace(race.target, end, showlegend=False), row=row, col=column)
-        figure.update_yaxes(
-            type="log", exponentformat="power", title_text="loss / initial", row=row, col=1
-        )
-        figure.update_yaxes(type="log", exponentformat="power", row=row, col=2)
+        yaxis = loss_axis([t.losses for t in traces.values()] + [np.array([race.target])])
+        figure.update_yaxes(yaxis, row=row, col=1)
+        figure.update_yaxes(yaxis | {"title": {"text": ""}}, row=row, col=2)
         figure.update_xaxes(title_text="step", row=row, col=1)
         figure.update_xaxes(title_text="wall clock (s)", row=row, col=2)
-    figure.update_layout(height=380 * len(races), width=1000, margin={"t": 60})
+    figure.update_layout(
+        height=380 * len(races),
+        margin={"t": 60},
+        legend={"orientation": "h", "y": -0.2 / len(races)},  # below, the panels keep the width
+    )
     return figure
 
 
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """A table indexed by optimizer id, indexed by the optimizers' labels instead."""
+    return table.rename(index=OPTIMIZERS.label)
+
+
 def race_table_style(race: RaceResult) -> Styler:
-    """A race's table for display: numbers formatted, "not reached" where a target was not."""
-    return race.table.style.format(RACE_TABLE_FORMATS, na_rep="not reached")
+    """A race's table for display: optimizers by label, numbers formatted, "not reached"
+    where a target was not."""
+    table = labelled(race.table).rename(columns=RACE_COLUMN_LABELS)
+    return table.style.format(RACE_TABLE_FORMATS, na_rep="not reached")
+
+
+def rotation_table_style(rotation: pd.DataFrame) -> Styler:
+    """The rotation table (final loss per optimizer, kappa and basis) for display."""
+    return labelled(rotation).style.format(readable)
+
+
+def optimizer_table_style(table: pd.DataFrame | pd.Series) -> Styler:
+    """Any table or series indexed by optimizer id, by label, numbers readable."""
+    frame = table.to_frame() if isinstance(table, pd.Series) else table
+    return labelled(frame).style.format(readable)
 
 
 def gd_rate_figure(scan: GDStepScan) -> go.Figure:
@@ -119,7 +155,6 @@ def gd_rate_figure(scan: GDStepScan) -> go.Figure:
         xaxis={"title": {"text": "step size lr"}, "range": [0, scan.stable]},
         yaxis_title="contraction per step",
         height=360,
-        width=700,
         legend={"x": 0.02, "y": 0.05},
     )
     return figure

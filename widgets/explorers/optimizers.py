@@ -4,8 +4,10 @@ Every control selects from learning-rate sweeps computed once per (condition num
 frequency) by ``OptimizerStudy.view`` (the first visit to a new setting computes its sweep, a few
 seconds; after that an update only slices arrays). The learning-rate control is relative: it
 moves every selected optimizer the same number of octaves away from its own tuned rate, so one
-slider shows how sharp each method's optimum is. The notebook's own figures are in
-``widgets.optimizer_figures``.
+slider shows how sharp each method's optimum is; a shift past the swept grid selects the grid's
+end for that optimizer and the step panel's title names it, so every slider position draws every
+selected optimizer. ``cost`` tells the front ends how long a first visit will take. The
+notebook's own figures are in ``widgets.optimizer_figures``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,12 @@ import numpy as np
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, MultiChoice, Slider, Toggle
+from workbench.claims import readable
 from workbench.optim.race import Run
 from workbench.optim.registry import OPTIMIZERS
 from workbench.optim.study import OptimizerStudy, OptimizerView, study_for, study_size
 
-COLORS = dict(
-    zip(
-        OPTIMIZERS,
-        ["#9d755d", "#4c78a8", "#bab0ac", "#e45756", "#f58518", "#b279a2", "#54a24b", "#17becf"],
-        strict=False,
-    )
-)
+COLORS = figures.color_map(OPTIMIZERS)  # one color per optimizer, in every panel
 # "default" rather than None: ipywidgets reads a None value as "nothing selected"
 FREQUENCIES = {
     "each method's default": "default",
@@ -34,6 +31,9 @@ FREQUENCIES = {
 }
 DEFAULT_SELECTION = ("sgd", "adam", "shampoo", "soap", "soap_adam_betas", "psgd_kron", "muon")
 DIVERGED_Y = 10.0  # where a diverged run's final loss is drawn (losses are relative, start 1)
+LOSS_FLOOR = 1e-30  # where a loss of exactly 0 is drawn (a log axis has no 0)
+MAX_LR_SHIFT = 4  # octaves either way from each tuned rate (fewer if the grid is narrower)
+MAX_NAMED_IN_TITLE = 3
 
 
 def optimizers_app(smoke: bool = False) -> Explorer:
@@ -42,71 +42,94 @@ def optimizers_app(smoke: bool = False) -> Explorer:
     return optimizer_explorer(study_for(size), kappa=size.race_kappa)
 
 
+def _frequency(value) -> int | None:
+    return None if value == "default" else value
+
+
 def optimizer_explorer(study: OptimizerStudy | None = None, kappa: float = 1e3) -> Explorer:
     """The explorer over ``study``'s sweeps (default: 200 steps, lr 2^-12..2^2, seed 0),
     starting at condition number ``kappa``."""
     study = study or OptimizerStudy()
     steps, lr_log2 = study.steps, study.lr_log2
+    shift = min(MAX_LR_SHIFT, study.max_lr_shift)
 
     def compute(optimizers, lr_shift, kappa, rotated, frequency) -> OptimizerView:
-        frequency = None if frequency == "default" else frequency
-        return study.view(optimizers, lr_shift, kappa, rotated, frequency)
+        return study.view(optimizers, lr_shift, kappa, rotated, _frequency(frequency))
+
+    def cost(optimizers, lr_shift, kappa, rotated, frequency) -> float | None:
+        return study.first_visit_seconds(optimizers, kappa, rotated, _frequency(frequency))
 
     return Explorer(
         title="Optimizers on a quadratic with a Kronecker-factored Hessian",
         description=(
             "f(W) = 1/2 <W - W*, A (W - W*) B> on 16 x 16 matrices, eigenvalues spread over "
-            "[1/kappa, 1]; rotated: A and B in random bases. Each optimizer's learning rate is "
+            "[1/κ, 1]; rotated: A and B in random bases. Each optimizer's learning rate is "
             f"tuned on the grid 2^{lr_log2[0]}..2^{lr_log2[1]} for the lowest final loss after "
-            f"{steps} steps; the slider moves all of them by the same factor."
+            f"{steps} steps; the slider moves all of them by the same factor, and a rate past "
+            "the grid shows the grid's end (the table says which)."
         ),
         controls=[
             MultiChoice("optimizers", "optimizers", OPTIMIZERS.options(), DEFAULT_SELECTION),
-            Slider("lr_shift", "learning rate: log2(lr / tuned lr)", -4, 4, 0, integer=True),
-            Slider("kappa", "condition number kappa", 1e1, 1e5, kappa, step=1, log=True),
+            Slider(
+                "lr_shift",
+                "learning rate: tuned rate x 2^k (k, octaves)",
+                -shift,
+                shift,
+                0,
+                integer=True,
+            ),
+            Slider("kappa", "condition number κ = λmax / λmin", 1e1, 1e5, kappa, step=1, log=True),
             Toggle("rotated", "rotated Hessian (random bases)", True),
-            Choice("frequency", "preconditioner refresh", FREQUENCIES, "default"),
+            Choice("frequency", "preconditioner refresh (steps)", FREQUENCIES, "default"),
         ],
         compute=compute,
+        cost=cost,
         panels=[
             FigurePanel(
                 "sensitivity",
                 "final loss vs learning rate",
                 _sensitivity_traces,
                 _sensitivity_layout,
-                width=520,
+                wide=True,
             ),
-            FigurePanel("steps", "loss vs steps", _step_traces, _step_layout, width=520),
-            FigurePanel("clock", "loss vs wall clock", _clock_traces, _clock_layout, width=520),
+            FigurePanel("steps", "loss vs steps", _step_traces, _step_layout),
+            FigurePanel("clock", "loss vs wall clock", _clock_traces, _clock_layout),
             FigurePanel(
                 "table",
                 "at the selected learning rate",
                 _table_traces,
                 {"margin": {"t": 40, "l": 10, "r": 10}},
                 height=300,
-                width=760,
+                wide=True,
             ),
         ],
     )
 
 
-def _unswept_text(view: OptimizerView) -> str:
-    """Which selected optimizers the shift takes off the swept grid (drawn nowhere)."""
-    missing = [e.optimizer for e in view.entries if e.run is None]
-    return f" (off the grid: {', '.join(missing)})" if missing else ""
+def _clamped_text(view: OptimizerView) -> str:
+    """Which selected optimizers the shift takes past the swept grid (shown at its end), on a
+    second, smaller title line."""
+    clamped = [OPTIMIZERS.label(e.optimizer) for e in view.entries if e.clamped]
+    if not clamped:
+        return ""
+    if len(clamped) > MAX_NAMED_IN_TITLE:  # a longer list runs off a half-width panel
+        which = f"{len(clamped)} of {len(view.entries)} optimizers (the table says which)"
+    else:
+        which = ", ".join(clamped)
+    return f"<br><sub>past the swept grid, at its end: {which}</sub>"
 
 
 def _selected_lr_text(view: OptimizerView) -> str:
     if view.lr_shift == 0:
         return "each at its tuned learning rate"
-    return f"each at its tuned learning rate x 2^{view.lr_shift}"
+    return f"each at its tuned learning rate x 2<sup>{view.lr_shift}</sup>"
 
 
 def sensitivity_traces(
     optimizer: str, runs: list[Run], selected: Run | None = None, showlegend: bool = True
 ) -> list[dict]:
     """Final loss against learning rate, diverged runs as x at the top, the selected circled."""
-    color = COLORS[optimizer]
+    color, label = COLORS[optimizer], OPTIMIZERS.label(optimizer)
     lrs = np.array([r.lr for r in runs])
     finals = np.array([r.final_loss for r in runs])
     finite = np.isfinite(finals)
@@ -116,7 +139,7 @@ def sensitivity_traces(
             "x": lrs[finite],
             "y": finals[finite],
             "mode": "lines+markers",
-            "name": optimizer,
+            "name": label,
             "legendgroup": optimizer,
             "showlegend": showlegend,
             "line": {"color": color},
@@ -130,7 +153,7 @@ def sensitivity_traces(
                 "x": lrs[~finite],
                 "y": np.full(int((~finite).sum()), DIVERGED_Y),
                 "mode": "markers",
-                "name": f"{optimizer} diverged",
+                "name": f"{label} diverged",
                 "legendgroup": optimizer,
                 "showlegend": False,
                 "marker": {"color": color, "symbol": "x", "size": 7},
@@ -146,13 +169,27 @@ def loss_trace(optimizer: str, x: np.ndarray, losses: np.ndarray, showlegend: bo
     return {
         "type": "scatter",
         "x": x,
-        "y": np.maximum(losses, 1e-30),  # a loss of exactly 0 has no place on a log axis
+        "y": np.maximum(losses, LOSS_FLOOR),
         "mode": "lines",
-        "name": optimizer,
+        "name": OPTIMIZERS.label(optimizer),
         "legendgroup": optimizer,
         "showlegend": showlegend,
         "line": {"color": COLORS[optimizer]},
     }
+
+
+def sensitivity_axes(runs: list[Run]) -> tuple[dict, dict]:
+    """The learning-rate axis (powers of 2) and the final-loss axis of a sensitivity plot."""
+    finals = [r.final_loss for r in runs if np.isfinite(r.final_loss)]
+    x = figures.log_axis("learning rate", [r.lr for r in runs], base=2)
+    y = figures.log_axis("final loss / initial (x: diverged)", [*finals, DIVERGED_Y])
+    return x, y
+
+
+def loss_axis(curves: list[np.ndarray], title: str = "loss / initial loss") -> dict:
+    """A log axis over the drawn loss curves (floored as ``loss_trace`` draws them)."""
+    values = np.concatenate([np.maximum(c, LOSS_FLOOR) for c in curves]) if curves else None
+    return figures.log_axis(title, values)
 
 
 def _sensitivity_traces(view: OptimizerView) -> list[dict]:
@@ -165,17 +202,14 @@ def _sensitivity_traces(view: OptimizerView) -> list[dict]:
 
 def _kappa_text(view: OptimizerView) -> str:
     basis = "rotated" if view.rotated else "axis-aligned"
-    return f"kappa = {view.kappa:.0e}, {basis}"
+    return f"κ = 10<sup>{np.log10(view.kappa):.0f}</sup>, {basis}"
 
 
 def _sensitivity_layout(view: OptimizerView) -> dict:
+    xaxis, yaxis = sensitivity_axes([run for entry in view.entries for run in entry.runs])
     return {
-        "xaxis": {"type": "log", "title": {"text": "learning rate"}},
-        "yaxis": {
-            "type": "log",
-            "title": {"text": "final loss / initial (x = diverged)"},
-            "exponentformat": "power",
-        },
+        "xaxis": xaxis,
+        "yaxis": yaxis,
         "legend": {"orientation": "h", "y": -0.25},
         "title": {"text": f"final loss vs learning rate ({_kappa_text(view)})"},
     }
@@ -184,13 +218,12 @@ def _sensitivity_layout(view: OptimizerView) -> dict:
 def _curve_traces(view: OptimizerView, clock: bool) -> list[dict]:
     traces = []
     for entry in view.entries:
-        if entry.run is not None:
-            steps = np.arange(len(entry.run.losses))
-            x = steps * entry.seconds_per_step if clock else steps
-            traces.append(loss_trace(entry.optimizer, x, entry.run.losses))
+        steps = np.arange(len(entry.run.losses))
+        x = steps * entry.seconds_per_step if clock else steps
+        traces.append(loss_trace(entry.optimizer, x, entry.run.losses, showlegend=not clock))
     if traces:
         end = max(float(t["x"][-1]) for t in traces)
-        traces.append(target_trace(view.target, end))
+        traces.append(target_trace(view.target, end, showlegend=not clock))
     return traces
 
 
@@ -200,7 +233,7 @@ def target_trace(target: float, end: float, showlegend: bool = True) -> dict:
         "x": [0, end],
         "y": [target, target],
         "mode": "lines",
-        "name": f"target {target:g}",
+        "name": f"target {readable(target)}",
         "showlegend": showlegend,
         "line": {"color": "black", "dash": "dot", "width": 1},
     }
@@ -214,25 +247,26 @@ def _clock_traces(view: OptimizerView) -> list[dict]:
     return _curve_traces(view, clock=True)
 
 
-def _loss_axis() -> dict:
-    return {"type": "log", "title": {"text": "loss / initial loss"}, "exponentformat": "power"}
+def _view_loss_axis(view: OptimizerView) -> dict:
+    return loss_axis([e.run.losses for e in view.entries] + [np.array([view.target])])
 
 
 def _step_layout(view: OptimizerView) -> dict:
     return {
         "xaxis": {"title": {"text": "step"}},
-        "yaxis": _loss_axis(),
+        "yaxis": _view_loss_axis(view),
         "legend": {"orientation": "h", "y": -0.25},
-        "title": {"text": f"loss vs steps, {_selected_lr_text(view)}{_unswept_text(view)}"},
+        "title": {"text": f"loss vs steps, {_selected_lr_text(view)}{_clamped_text(view)}"},
+        "margin": {"t": 70},  # room for the title's second line
     }
 
 
 def _clock_layout(view: OptimizerView) -> dict:
     return {
         "xaxis": {"title": {"text": "wall clock (s): measured seconds per step x steps"}},
-        "yaxis": _loss_axis(),
+        "yaxis": _view_loss_axis(view),
         "showlegend": False,
-        "title": {"text": "loss vs wall clock"},
+        "title": {"text": "loss vs wall clock (colors as in loss vs steps)"},
     }
 
 
@@ -240,21 +274,18 @@ def _table_traces(view: OptimizerView) -> list[dict]:
     rows = []
     for entry in view.entries:
         run = entry.run
-        if run is None:
-            reached = "not swept"
-        else:
-            reached = "not reached" if entry.steps_to_target is None else entry.steps_to_target
+        steps = entry.steps_to_target
         seconds = entry.seconds_to_target
         rows.append(
             [
                 OPTIMIZERS.label(entry.optimizer),
                 f"2^{entry.tuned_lr_log2}",
-                "-" if run is None else f"2^{run.lr_log2}",
-                "-" if run is None else ("diverged" if run.diverged else f"{run.final_loss:.1e}"),
-                reached,
-                "-" if seconds is None else f"{seconds:.3f}",
-                f"{1e3 * entry.seconds_per_step:.2f}",
-                "-" if run is None else f"{run.state_bytes:,}",
+                f"2^{run.lr_log2}" + (" (grid end)" if entry.clamped else ""),
+                "diverged" if run.diverged else readable(run.final_loss),
+                "not reached" if steps is None else readable(steps),
+                "-" if seconds is None else readable(seconds),
+                readable(1e3 * entry.seconds_per_step),
+                f"{run.state_bytes:,}",
             ]
         )
     header = [
@@ -262,7 +293,7 @@ def _table_traces(view: OptimizerView) -> list[dict]:
         "tuned lr",
         "this lr",
         "final loss",
-        f"steps to {view.target:g}",
+        f"steps to {readable(view.target)}",
         "seconds to target",
         "ms per step",
         "state (bytes)",
@@ -277,6 +308,6 @@ def _table_traces(view: OptimizerView) -> list[dict]:
             "type": "table",
             "header": {"values": [h.replace(" ", "\u00a0") for h in header]},
             "cells": {"values": cells},
-            "columnwidth": [2.6, 1, 1, 1.1, 1.2, 1.3, 1, 1.1],
+            "columnwidth": [2.6, 1, 1.3, 1.1, 1.2, 1.3, 1, 1.1],
         }
     ]

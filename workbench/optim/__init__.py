@@ -5,7 +5,7 @@
 is the registry the race and the notebook use (with torch's SGD, Adam and Adafactor), and
 ``PROBLEMS`` the registry of what they race on. Notebook 05's study (its sizes, sweeps and
 race) is ``workbench.optim.study``, the sentences it writes from the numbers
-``workbench.optim.findings``.
+``workbench.optim.findings`` and the papers' claims it checks ``workbench.optim.claims``.
 """
 
 from workbench.optim._common import state_bytes

@@ -36,6 +36,7 @@ import workbench._torch  # noqa: F401  (one intra-op thread)
 from workbench.optim._common import check_lr, state_bytes
 from workbench.optim.problems import Problem, make_problem
 from workbench.optim.registry import OPTIMIZERS, optimizer_spec
+from workbench.progress import progress as progress_bar
 from workbench.registry import unknown_choice
 from workbench.sweep import run_sweep
 
@@ -368,8 +369,6 @@ def race(
 
     Every name and learning rate is checked before the first run (a NaN or infinite rate is
     refused); a run that diverges is reported as such and the race goes on."""
-    from tqdm.auto import tqdm
-
     _check_steps(steps)
     for name, lr in learning_rates.items():
         spec = optimizer_spec(name)
@@ -381,7 +380,7 @@ def race(
             ) from None
 
     traces = {}
-    for name in tqdm(learning_rates, desc="race", disable=not progress, leave=False):
+    for name in progress_bar(learning_rates, desc="race", disable=not progress):
         usable = frequency if optimizer_spec(name).uses_frequency else None
         traces[name] = train(problem, name, learning_rates[name], steps, usable, timed=True)
     return traces
@@ -438,10 +437,3 @@ def finishing_order(table: pd.DataFrame) -> str:
     steps = pd.to_numeric(table["steps to target"], errors="coerce").fillna(math.inf)
     order = sorted(table.index, key=lambda name: (steps[name], table.loc[name, "final loss"]))
     return " < ".join(order)
-
-
-def steps_text(steps: float | int | None, budget: int) -> str:
-    """Steps to target for prose: the number, or that the budget ran out first."""
-    if steps is None or (isinstance(steps, float) and math.isnan(steps)):
-        return f"not reached in {budget}"
-    return str(int(steps))

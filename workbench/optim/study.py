@@ -63,7 +63,13 @@ SWEEPS = Memo("optimizer learning-rate sweeps", maxsize=64)
 SECONDS_PER_STEP = Memo("optimizer seconds per step", maxsize=64)
 
 
-def cached_sweep(
+# Seconds per step of one run on the 16 x 16 quadratic, gradient included, averaged over the
+# eight optimizers (measured: a full-size sweep, 8 x 15 rates x 200 steps, took 10.7 s on two
+# shared cores): a first visit's estimate before this process has timed any sweep.
+SECONDS_PER_RUN_STEP = 4.5e-4
+
+
+def sweep_arguments(
     problem: str,
     optimizers: tuple[str, ...],
     steps: int,
@@ -73,10 +79,9 @@ def cached_sweep(
     kappa: float | None = None,
     rotated: bool | None = None,
     frequency: int | None = None,
-    progress: bool = False,
-) -> LRSweep:
-    """``lr_sweep``, kept in memory by the content of its arguments (progress aside)."""
-    arguments = {
+) -> dict:
+    """``lr_sweep``'s arguments as ``SWEEPS`` keys them (progress aside)."""
+    return {
         "problem": problem,
         "optimizers": tuple(optimizers),
         "steps": steps,
@@ -86,6 +91,18 @@ def cached_sweep(
         "rotated": rotated,
         "frequency": frequency,
     }
+
+
+def cached_sweep(
+    problem: str, optimizers: tuple[str, ...], steps: int, *, progress: bool = False, **setting
+) -> LRSweep:
+    """``lr_sweep``, kept in memory by the content of its arguments (progress aside);
+    ``setting`` is ``sweep_arguments``' keywords (lr_log2, seed, kappa, rotated, frequency)."""
+    return memoized_sweep(sweep_arguments(problem, optimizers, steps, **setting), progress)
+
+
+def memoized_sweep(arguments: dict, progress: bool = False) -> LRSweep:
+    """``lr_sweep(**arguments)`` from ``SWEEPS``, computed there on a first visit."""
     return SWEEPS.get(arguments, lambda: lr_sweep(**arguments, progress=progress))
 
 
@@ -95,10 +112,16 @@ class Entry:
 
     optimizer: str
     tuned_lr_log2: int
-    run: Run | None  # None: tuned rate x 2^shift is outside the swept grid
+    run: Run  # the swept rate nearest to tuned x 2^shift (the grid's end when past it)
     runs: list[Run]  # every swept rate, for the sensitivity curve
     seconds_per_step: float
-    steps_to_target: int | None  # None: not reached (or not swept)
+    steps_to_target: int | None  # None: not reached
+    requested_lr_log2: int  # tuned + shift, which may lie past the swept grid
+
+    @property
+    def clamped(self) -> bool:
+        """The shift asked for a rate past the swept grid; ``run`` is the grid's end."""
+        return self.run.lr_log2 != self.requested_lr_log2
 
     @property
     def seconds_to_target(self) -> float | None:
@@ -137,9 +160,8 @@ class OptimizerStudy:
     def target(self) -> float:
         return KroneckerQuadratic.target
 
-    def sweep(self, kappa: float, rotated: bool, frequency: int | None = None) -> LRSweep:
-        """Every optimizer over the learning-rate grid (``frequency`` None: each default)."""
-        return cached_sweep(
+    def _sweep_arguments(self, kappa: float, rotated: bool, frequency: int | None) -> dict:
+        return sweep_arguments(
             "quadratic",
             self.optimizers,
             self.steps,
@@ -148,24 +170,32 @@ class OptimizerStudy:
             kappa=float(kappa),
             rotated=bool(rotated),
             frequency=frequency,
-            progress=self.progress,
         )
+
+    def sweep(self, kappa: float, rotated: bool, frequency: int | None = None) -> LRSweep:
+        """Every optimizer over the learning-rate grid (``frequency`` None: each default)."""
+        return memoized_sweep(self._sweep_arguments(kappa, rotated, frequency), self.progress)
 
     def seconds_per_step(
         self, optimizer: str, frequency: int | None, kappa: float, rotated: bool
     ) -> float:
         """Wall clock per step (gradient and update), timed once per (optimizer, frequency)."""
-        if not optimizer_spec(optimizer).uses_frequency:
-            frequency = None
+        key = self._timing_key(optimizer, frequency)
+        usable = key[-1]
 
         def measure() -> float:
             lr = self.sweep(kappa, rotated, frequency).tuned(optimizer).lr
             trace = train(
-                self.problem(kappa, rotated), optimizer, lr, self.steps, frequency, timed=True
+                self.problem(kappa, rotated), optimizer, lr, self.steps, usable, timed=True
             )
             return float(trace.seconds[-1]) / (len(trace.losses) - 1)
 
-        return SECONDS_PER_STEP.get((self, optimizer, frequency), measure)
+        return SECONDS_PER_STEP.get(key, measure)
+
+    def _timing_key(self, optimizer: str, frequency: int | None) -> tuple:
+        """``SECONDS_PER_STEP``'s key: a method without a frequency is timed once for all."""
+        usable = frequency if optimizer_spec(optimizer).uses_frequency else None
+        return (self, optimizer, usable)
 
     def view(
         self,
@@ -175,14 +205,14 @@ class OptimizerStudy:
         rotated: bool,
         frequency: int | None,
     ) -> OptimizerView:
-        """Each optimizer's runs, and the one at its tuned rate x 2^lr_shift (if swept)."""
+        """Each optimizer's runs, and the swept one nearest to its tuned rate x 2^lr_shift."""
         sweep = self.sweep(kappa, rotated, frequency)
         entries = []
         for name in optimizers:
             tuned = sweep.tuned_lr_log2(name)
             runs = sweep.runs(name)
-            chosen = [r for r in runs if r.lr_log2 == tuned + lr_shift]
-            run = chosen[0] if chosen else None
+            requested = tuned + lr_shift
+            run = min(runs, key=lambda r: abs(r.lr_log2 - requested))
             entries.append(
                 Entry(
                     optimizer=name,
@@ -190,12 +220,38 @@ class OptimizerStudy:
                     run=run,
                     runs=runs,
                     seconds_per_step=self.seconds_per_step(name, frequency, kappa, rotated),
-                    steps_to_target=None
-                    if run is None
-                    else steps_to_target(run.losses, self.target),
+                    steps_to_target=steps_to_target(run.losses, self.target),
+                    requested_lr_log2=requested,
                 )
             )
         return OptimizerView(kappa, rotated, frequency, lr_shift, self.target, entries)
+
+    @property
+    def max_lr_shift(self) -> int:
+        """The widest shift that can still move an optimizer: the grid's span in octaves."""
+        return self.lr_log2[1] - self.lr_log2[0]
+
+    def first_visit_seconds(
+        self, optimizers: tuple[str, ...], kappa: float, rotated: bool, frequency: int | None
+    ) -> float | None:
+        """About how long ``view`` will compute at this setting, None when it only selects
+        (the sweep and every selected optimizer's step timing are in memory)."""
+        arguments = self._sweep_arguments(kappa, rotated, frequency)
+        sweep_cached = arguments in SWEEPS
+        missing_timings = sum(
+            self._timing_key(name, frequency) not in SECONDS_PER_STEP for name in optimizers
+        )
+        if sweep_cached and not missing_timings:
+            return None
+        # a sweep is one run per grid rate and optimizer, a timing one run of one optimizer
+        run_seconds = self.steps * SECONDS_PER_RUN_STEP
+        grid = self.max_lr_shift + 1
+        sweep_seconds = (
+            0.0
+            if sweep_cached
+            else SWEEPS.typical_seconds() or (len(self.optimizers) * grid * run_seconds)
+        )
+        return sweep_seconds + missing_timings * run_seconds
 
     def rotation_table(self, kappas: tuple[float, ...]) -> pd.DataFrame:
         """Tuned final loss per optimizer, axis-aligned and rotated, for each condition number."""
