@@ -329,6 +329,113 @@ def test_every_page_still_loads(loopback_app):
         assert get(f"http://127.0.0.1:{port}/{page.slug}", timeout=300) == 200, page.slug
 
 
+# ------------------------------------------------------- concurrent sessions, readable math
+
+# A server whose one topic takes SLOW_BUILD_S to build its explorer (argv: port, a file it
+# writes when the build starts).
+SLOW_BUILD_S = 8
+SLOW_SERVER = textwrap.dedent(
+    f"""
+    import sys, time
+    from pathlib import Path
+    from widgets.app import serve
+    from widgets.explorer import Explorer, FigurePanel, Slider
+    from widgets.topics import TOPICS, Topic
+
+    def slow_app(smoke):
+        Path(sys.argv[2]).write_text("building")
+        time.sleep({SLOW_BUILD_S})
+        line = FigurePanel("p", "p", lambda x: [{{"type": "scatter", "y": [0.0, x]}}])
+        return Explorer("slow", [Slider("x", "x", 0.0, 1.0, 0.5)], lambda x: x, [line])
+
+    slow = Topic(TOPICS[0].notebook, "slow-page", slow_app, "x", (0.0, 1.0, 0.0))
+    serve(port=int(sys.argv[1]), topics=[slow])
+    """
+)
+
+
+def timed_get(url: str) -> tuple[int, float]:
+    start = time.monotonic()
+    status = get(url, timeout=60)
+    return status, time.monotonic() - start
+
+
+def test_a_slow_page_holds_up_neither_the_index_nor_another_session(tmp_path):
+    port, started = free_port(), tmp_path / "build-started"
+    with (tmp_path / "server.log").open("w") as log:
+        process = subprocess.Popen(
+            [PYTHON, "-c", SLOW_SERVER, str(port), str(started)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                if get(url + "/", timeout=5) == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, "the server did not answer"
+            time.sleep(0.3)
+        status, seconds = timed_get(url + "/slow-page")
+        assert status == 200 and seconds < 3  # the page shell, its explorer still building
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "the page's build never started"
+            time.sleep(0.05)
+        building_since = time.monotonic()
+        for _ in range(3):
+            status, seconds = timed_get(url + "/")
+            assert status == 200 and seconds < 1.0, seconds
+        status, seconds = timed_get(url + "/slow-page")  # a second reader of the slow page
+        assert status == 200 and seconds < 3
+        assert time.monotonic() - building_since < SLOW_BUILD_S  # all while it was building
+    finally:
+        stop(process)
+
+
+def test_the_page_shows_computing_then_its_explorer():
+    from widgets.app import BUILDING, page_view
+    from widgets.explorer import Explorer, FigurePanel, Slider
+    from widgets.topics import TOPICS, Topic
+
+    def app(smoke):
+        time.sleep(0.5)
+        line = FigurePanel("p", "p", lambda x: [{"type": "scatter", "y": [0.0, x]}])
+        return Explorer("later", [Slider("x", "x", 0.0, 1.0, 0.25)], lambda x: x, [line])
+
+    page = page_view(Topic(TOPICS[0].notebook, "later", app, "x", (0.0, 1.0, 0.0)))
+    assert BUILDING in page[1][1].object  # at once: the note, not the explorer
+    deadline = time.monotonic() + 30
+    while not hasattr(page[1], "_explorer_view"):
+        assert time.monotonic() < deadline, "the explorer never replaced the note"
+        time.sleep(0.05)
+    view = page[1]._explorer_view
+    assert view.background and view.plot_panes["p"].object["data"][0]["y"] == [0.0, 0.25]
+
+
+def test_the_index_and_page_headers_show_math_as_symbols():
+    from widgets.app import _header, index_view, notebook_catalog
+    from widgets.tex import tex_html
+    from widgets.topics import topic
+
+    index = index_view().objects[1].object
+    assert "$" not in index and "\\" not in index
+    assert "p<sub>w</sub>(x | c) ∝ p(x | c)<sup>w</sup> p(x)<sup>1−w</sup>" in index
+    header = _header(topic("guidance-scales")).object
+    assert "∝" in header and "$" not in header
+    for about in notebook_catalog().values():  # every title and summary converts fully
+        for text in (about["title"], about["summary"]):
+            assert "$" not in tex_html(text) and "\\" not in tex_html(text), text
+    assert (
+        tex_html(r"noise $\sigma_t^2$ & <b>") == "noise σ<sub>t</sub><sup>2</sup> &amp; &lt;b&gt;"
+    )
+
+
 # ---------------------------------------------------------------------- websocket origins
 
 

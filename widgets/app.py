@@ -7,21 +7,30 @@
 Each page is the topic notebook's explorer, with the notebook's title and summary, usable
 without JupyterLab. Every browser session gets its own explorer (its own control values);
 the expensive work behind them is cached per process, so the second visitor pays nothing.
+
+Sessions run concurrently: a page answers with its header and a "computing…" note at once and
+builds its explorer on a thread of its own, and every explorer computes on its own worker
+thread (see ``widgets.explorer.ExplorerView``), so one slow page never holds up the index or
+another reader's page.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import panel as pn
 from panel.io.server import ComponentResourceHandler
 from tornado.web import HTTPError
 
+from widgets._panel import PanelExplorerView
+from widgets.tex import tex_html
 from widgets.topics import TOPICS, Topic
 from workbench.memo import memoized
 from workbench.runner import Project, catalog
@@ -29,6 +38,9 @@ from workbench.runner import Project, catalog
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5006
 SMOKE_ENV = "WORKBENCH_APP_SMOKE"  # 1: every page at its notebook's SMOKE size (tests, demos)
+BUILDING = "computing… (building the explorer: seconds on a first visit)"
+
+logger = logging.getLogger(__name__)
 
 
 def build(topic: Topic, smoke: bool | None = None):
@@ -53,7 +65,7 @@ def _header(topic: Topic | None) -> pn.pane.Markdown:
         return pn.pane.Markdown("# The workbench\nOne page per topic notebook's explorer.")
     about = _about(topic)
     return pn.pane.Markdown(
-        f"[← all topics](./)\n\n# {about['title']}\n{about['summary']}\n\n"
+        f"[← all topics](./)\n\n# {tex_html(about['title'])}\n{tex_html(about['summary'])}\n\n"
         f"*From `notebooks/{topic.notebook}`; open it in JupyterLab (`./dev lab`) for the "
         "narrative and the measurements.*",
         sizing_mode="stretch_width",
@@ -62,14 +74,59 @@ def _header(topic: Topic | None) -> pn.pane.Markdown:
 
 def index_view(topics: Sequence[Topic] = TOPICS) -> pn.Column:
     rows = [
-        f"- [**{_about(topic)['title']}**](./{topic.slug}) — {_about(topic)['summary']}"
+        f"- [**{tex_html(_about(topic)['title'])}**](./{topic.slug}) — "
+        f"{tex_html(_about(topic)['summary'])}"
         for topic in topics
     ]
     return pn.Column(_header(None), pn.pane.Markdown("\n".join(rows)), sizing_mode="stretch_width")
 
 
 def page_view(topic: Topic) -> pn.Column:
-    return pn.Column(_header(topic), build(topic).panel(), sizing_mode="stretch_width")
+    """The page at once, with a "computing…" note where the explorer goes; the explorer is
+    built on a thread (not on the server's event loop, which every session shares) and
+    replaces the note when it is ready."""
+    building = pn.Row(
+        pn.indicators.LoadingSpinner(value=True, size=22, margin=(4, 10)),
+        pn.pane.HTML(BUILDING, margin=(6, 0)),
+    )
+    # The page's figures arrive after the page itself: load plotly.js with the page.
+    pn.extension("plotly")
+    page = pn.Column(_header(topic), building, sizing_mode="stretch_width")
+    doc = pn.state.curdoc if pn.state.curdoc and pn.state.curdoc.session_context else None
+    threading.Thread(
+        target=_build_into, args=(page, topic, doc), name=f"page {topic.slug}", daemon=True
+    ).start()
+    return page
+
+
+# One build of a topic at a time: a second reader arriving during a first visit waits for it
+# and then finds everything cached, instead of computing the same results alongside.
+_BUILDING: dict[str, threading.Lock] = {}
+
+
+def _build_into(page: pn.Column, topic: Topic, doc) -> None:
+    """Build the topic's explorer and put it in place of the page's "computing…" note."""
+    try:
+        with _BUILDING.setdefault(topic.slug, threading.Lock()):  # setdefault is atomic
+            explorer = build(topic)
+        content = PanelExplorerView(explorer, background=True).root
+    except Exception as exc:  # the page says so; the server and other pages carry on
+        logger.exception("page %s failed to build", topic.slug)
+        content = pn.pane.Alert(
+            f"This page failed to build: {type(exc).__name__}: {exc}", alert_type="danger"
+        )
+
+    def show() -> None:
+        page[1] = content
+
+    if doc is None:  # not in a served session (a test, a notebook): no event loop to wait for
+        show()
+        return
+    # Bokeh's one thread-safe Document method: run `show` on the session's event loop.
+    try:
+        doc.add_next_tick_callback(show)
+    except Exception:  # the reader left before the page was ready: nobody to show it to
+        logger.info("page %s built after its session ended", topic.slug)
 
 
 def routes(topics: Sequence[Topic] = TOPICS) -> dict[str, Callable[[], pn.viewable.Viewable]]:
