@@ -73,7 +73,10 @@ def solver_steps_explorer(
         panels=[
             FigurePanel("samples", "samples", _sample_traces, _sample_layout, height=PANEL),
             FigurePanel("paths", "trajectories", _path_traces, _path_layout, height=PANEL),
-            FigurePanel("errors", "error vs NFE", _error_traces, _error_layout, height=PANEL),
+            # a row of its own: eleven curves and their legend need the width
+            FigurePanel(
+                "errors", "error vs NFE", _error_traces, _error_layout, height=PANEL, wide=True
+            ),
             FigurePanel("table", "error at NFE 5/10/20", _table_traces, _table_layout, wide=True),
         ],
     )
@@ -109,7 +112,8 @@ def _sample_layout(view: SolverSteps) -> dict:
     return {
         **plane_layout(_bounds(view), title),
         "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.15},
+        # constant item size: the legend's markers readable though the samples' are tiny
+        "legend": {"orientation": "h", "y": -0.15, "itemsizing": "constant"},
     }
 
 
@@ -159,7 +163,6 @@ def _error_layout(view: SolverSteps) -> dict:
     return {
         "xaxis": figures.log_axis("NFE (model calls)", view.curves.nfe),
         "yaxis": figures.log_axis("mean L2 error to the exact solution", view.curves.error),
-        "legend": {"x": 0.01, "y": 0.01, "bgcolor": "rgba(255,255,255,0.7)"},
         "title": {"text": f"error vs NFE, {GRIDS.label(view.grid)} grid"},
     }
 
