@@ -237,3 +237,14 @@ def test_singlestep_order_3_to_sigma_zero_is_finite_in_this_version(ring):
         assert scheduler.order_list[-1] == 1
     ours = sample(model, x_T, solver="dpm_solver", order=3, steps=10, denoise_to_zero=True)
     assert torch.isfinite(ours.x).all()
+
+
+def test_crosscheck_names_our_solvers_by_their_labels(ring):
+    from workbench.diffusion import SOLVERS
+
+    model, x_T = ring
+    agreement = peers.crosscheck(model, x_T[:16], 10)
+    assert list(agreement["ours"]) == [
+        SOLVERS.label(s) for s in ("ddim", "dpmpp_2m", "dpmpp_3m", "unipc_bh2", "deis")
+    ]
+    assert agreement["max |ours - diffusers|"].max() <= TOLERANCE
