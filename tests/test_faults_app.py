@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import textwrap
@@ -22,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import PYTHON, free_port, stop
+from servers import PYTHON, free_port, serving, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -434,6 +435,56 @@ def test_the_index_and_page_headers_show_math_as_symbols():
     assert (
         tex_html(r"noise $\sigma_t^2$ & <b>") == "noise σ<sub>t</sub><sup>2</sup> &amp; &lt;b&gt;"
     )
+
+
+# ------------------------------------------------------------------------- the lab command
+
+
+def lab_command_options() -> list[str]:
+    """The ``--Class.trait=value`` options ``./dev lab`` gives ``jupyter lab``, $ROOT expanded."""
+    command = (ROOT / "dev").read_text().split("exec jupyter lab", 1)[1].split(";;", 1)[0]
+    options = re.findall(r'(--[A-Za-z]+\.[a-z_]+=)"?([^"\s\\]+)"?', command)
+    return [name + value.replace("$ROOT", str(ROOT)) for name, value in options]
+
+
+def test_the_lab_command_opens_the_tour_on_the_repository_without_the_news_prompt(tmp_path):
+    import shutil
+
+    options = lab_command_options()
+    assert f"--ServerApp.root_dir={ROOT}" in options  # runs/ reachable from the file browser
+    (default_url,) = [o.split("=", 1)[1] for o in options if o.startswith("--LabApp.default_url")]
+    assert default_url == "/lab/tree/notebooks/00_tour.ipynb"
+    # ./dev setup installs the settings file where JupyterLab reads overrides.d/*.json ...
+    dev = (ROOT / "dev").read_text()
+    assert "cp jupyter/overrides.json" in dev
+    assert '"$VENV/share/jupyter/lab/settings/overrides.d/workbench.json"' in dev
+    # ... and here, in a Lab started with the lab command's options, the file takes effect
+    overrides = tmp_path / "settings" / "overrides.d"
+    overrides.mkdir(parents=True)
+    shutil.copy(ROOT / "jupyter" / "overrides.json", overrides / "workbench.json")
+    token = "lab-command-test"
+
+    def argv(port: int) -> list[str]:
+        return [
+            PYTHON, "-m", "jupyterlab", "--no-browser", "--allow-root", *options,
+            f"--ServerApp.port={port}", f"--ServerApp.token={token}",
+            f"--LabApp.app_settings_dir={tmp_path / 'settings'}",
+        ]  # fmt: skip
+
+    with serving(argv, f"/api/status?token={token}", tmp_path / "lab.log", cwd=tmp_path) as url:
+        assert get(f"{url}{default_url}?token={token}") == 200
+
+        def api(path: str) -> dict:
+            with urllib.request.urlopen(f"{url}{path}?token={token}", timeout=60) as response:
+                return json.load(response)
+
+        assert api("/api/contents/runs")["type"] == "directory"
+        assert api("/api/contents/notebooks/00_tour.ipynb")["type"] == "notebook"
+        notification = api("/lab/api/settings/@jupyterlab/apputils-extension:notification")
+        properties = notification["schema"]["properties"]
+        # "none" (the default) is what makes Lab ask; "false" is the answer "never"
+        assert properties["fetchNews"]["default"] == "false"
+        assert properties["checkForUpdates"]["default"] is False
 
 
 # ---------------------------------------------------------------------- websocket origins
