@@ -127,6 +127,10 @@ def test_width_explorer_says_when_an_lr_is_outside_a_sweep(tmp_path, monkeypatch
     update = explorer.update(sweep=("umup", "adam"), log2_lr=-10.0)
     assert update.ok and update.result.run.lr == 0.25
     assert "outside this sweep" in update.figures["training"]["layout"]["title"]["text"]
+    assert update.figures["training"]["layout"]["title"]["text"].endswith(
+        "<br><sub>2<sup>-10</sup> is outside this sweep (2<sup>-2</sup> to 2<sup>0</sup>); "
+        "showing 2<sup>-2</sup></sub>"
+    )
 
 
 def test_depth_explorer_alpha_slider_and_correction(depth_sweeps):

@@ -32,10 +32,11 @@ from workbench.scaling.studies import (
 )
 from workbench.scaling.summaries import SMOOTHING, SweepRun, TransferSweep
 
-CURRENT = "#e45756"
+CURRENT = "black"  # the selected run's ring, apart from every width's (depth's) color
 # seeds of one run share its width's (depth's) color and differ by dash; the best grid
 # learning rate's curve is black and dashed
 SEED_DASHES = ("solid", "dot", "dashdot", "longdashdot")
+TOP_MARGIN = 80  # room for a title's second line (a clamped learning rate's note)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def _transfer_explorer(
 
     def compute(log2_lr: float, value: int, **config) -> TransferView:
         table = tables[key(**config)]  # every combination the controls offer was swept
-        lr, note = table.nearest_lr(log2_lr)
+        lr, clamped = table.nearest_lr(log2_lr)
+        note = _clamped_note(log2_lr, table.lrs, lr) if clamped else ""
         return TransferView(table, label(**config), note, table.run(value, lr))
 
     sweep_panel = FigurePanel(
@@ -199,6 +201,7 @@ def _sweep_layout(view: TransferView) -> dict:
             "range": [0.97 * float(finite.min()) if len(finite) else 0, top],
         },
         "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"},
+        "margin": {"t": TOP_MARGIN},
     }
 
 
@@ -216,6 +219,11 @@ def _line(steps, values, name: str, line: dict, **extra) -> dict:
 
 def _power_of_two(lr: float) -> str:
     return f"2<sup>{np.log2(lr):g}</sup>"
+
+
+def _clamped_note(log2_lr: float, lrs: np.ndarray, lr: float) -> str:
+    outside, low, high = _power_of_two(2.0**log2_lr), _power_of_two(lrs[0]), _power_of_two(lrs[-1])
+    return f"{outside} is outside this sweep ({low} to {high}); showing {_power_of_two(lr)}"
 
 
 def _training_traces(view: TransferView) -> list[dict]:
@@ -256,6 +264,7 @@ def _training_layout(view: TransferView) -> dict:
             "range": [0.95 * low, 1.05 * max(high, low + 1e-6)],
         },
         "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"},
+        "margin": {"t": TOP_MARGIN},
     }
 
 

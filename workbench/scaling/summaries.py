@@ -93,17 +93,12 @@ class TransferSweep:
             best_lr=best_lr,
         )
 
-    def nearest_lr(self, log2_lr: float) -> tuple[float, str]:
-        """The grid learning rate nearest to 2**log2_lr, and a note when it had to be clamped."""
+    def nearest_lr(self, log2_lr: float) -> tuple[float, bool]:
+        """The grid learning rate nearest to 2**log2_lr, and whether 2**log2_lr lies outside
+        the grid (more than half an octave beyond its ends), so that it had to be clamped."""
         grid = np.log2(self.lrs)
         lr = float(self.lrs[int(np.argmin(np.abs(grid - log2_lr)))])
-        note = ""
-        if not grid[0] - 0.5 <= log2_lr <= grid[-1] + 0.5:
-            note = (
-                f"2^{log2_lr:g} is outside this sweep (2^{grid[0]:g} to 2^{grid[-1]:g}); "
-                f"showing 2^{np.log2(lr):g}"
-            )
-        return lr, note
+        return lr, not grid[0] - 0.5 <= log2_lr <= grid[-1] + 0.5
 
     def loss_curve(self, value: int) -> tuple[np.ndarray, np.ndarray]:
         """(lr, seed-mean final loss) of one width or depth, by increasing lr."""
