@@ -170,8 +170,10 @@ def test_update_returns_expected_figures(explorer):
     assert update.figures["signal"]["layout"]["title"] == {"text": "signal"}
     assert update.figures["signal"]["layout"]["yaxis"] == {"title": "V"}
     assert update.figures["components"]["layout"]["xaxis"] == {"title": "2 harmonics"}
-    # Figures take their container's width: no panel fixes one.
+    # Figures take their container's width: no panel fixes one, nor can.
     assert all("width" not in figure["layout"] for figure in update.figures.values())
+    with pytest.raises(TypeError, match="width"):
+        FigurePanel("p", "p", signal_traces, width=500)
     assert update.compute_ms >= 0 and update.render_ms >= 0
     assert update.total_ms == pytest.approx(update.compute_ms + update.render_ms)
 
@@ -446,6 +448,27 @@ def test_ipywidget_trace_count_change(explorer):
     assert figure["layout"]["xaxis"] == {"title": "3 harmonics"}
     view.control_widgets["harmonics"].value = (2,)
     assert [t["name"] for t in view.figures["components"]["data"]] == ["harmonic 2"]
+
+
+def test_ipywidget_run_headlessly_keeps_its_figures_as_plotly_figures(explorer, monkeypatch):
+    import IPython.display
+    import plotly.graph_objects as go
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    live_box = explorer.ipywidget()  # in JupyterLab: the widget, nothing else displayed
+    assert shown == []
+    assert "application/vnd.jupyter.widget-view+json" in live_box._repr_mimebundle_()
+
+    monkeypatch.setenv("WORKBENCH_HEADLESS", "1")  # what the runner sets for papermill
+    box = explorer.ipywidget()
+    assert [type(figure) for figure in shown] == [go.Figure, go.Figure]  # one per panel
+    np.testing.assert_allclose(shown[0].data[0].y, expected_components()[1])
+    assert shown[1].layout.title.text == "components"
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+    assert "controls are live when the notebook runs in JupyterLab" in bundle["text/plain"]
+    assert "“Harmonics”" in bundle["text/html"]
 
 
 def compute_ok_only(ok: bool) -> bool:

@@ -126,6 +126,22 @@ def _in_a_kernel() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 
+class ExplorerBox(ipw.VBox):
+    """The box a notebook displays. Executed headlessly (papermill stores no widget state, so
+    the box itself would show nothing), its figures are displayed as plain plotly figures just
+    before it and the box shows as ``static_note``, one line saying where the controls live."""
+
+    static_note: str | None = None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.static_note is None:
+            return super()._repr_mimebundle_(**kwargs)
+        return {
+            "text/plain": self.static_note,
+            "text/html": f"<p><i>{html.escape(self.static_note)}</i></p>",
+        }
+
+
 class IpyExplorerView(ExplorerView):
     """Builds and drives the ipywidgets front end; ``root`` is the VBox to display.
 
@@ -150,7 +166,7 @@ class IpyExplorerView(ExplorerView):
         )
         self.error_widget = ipw.HTML(layout=ipw.Layout(display="none", margin="4px 0"))
         self.status_widget = ipw.HTML(layout=ipw.Layout(margin="0"))
-        self.root = ipw.VBox(
+        self.root = ExplorerBox(
             [
                 *self._header(),
                 self._controls_row(),
@@ -172,6 +188,19 @@ class IpyExplorerView(ExplorerView):
     def figures(self) -> dict[str, dict[str, Any]]:
         """The figure dict each panel shows (what was last sent to the browser)."""
         return self.plots.figures
+
+    def show_static_figures(self) -> None:
+        """Display the initial figures as plotly figures (kept by an executed notebook and its
+        HTML export), the box then showing as one line about the live controls."""
+        import plotly.graph_objects as go
+        from IPython.display import display
+
+        for figure in self.initial_figures().values():
+            display(go.Figure(figure))
+        self.root.static_note = (
+            f"Above: the explorer “{self.explorer.title}” at its default settings. Its controls "
+            "are live when the notebook runs in JupyterLab (./dev lab)."
+        )
 
     # ----- layout -----------------------------------------------------------------------------
 

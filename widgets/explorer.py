@@ -327,16 +327,14 @@ class FigurePanel:
     traces: Callable[[Any], Sequence[Mapping[str, Any]]]
     layout: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] | None = None
     height: int = 380
-    width: int | None = None
     wide: bool = False
 
     def base_layout(self) -> dict[str, Any]:
-        layout: dict[str, Any] = {
+        return {
             "title": {"text": self.title},
             "height": self.height,
             "margin": dict(_DEFAULT_MARGIN),
         }
-        return layout
 
     def build(self, result: Any) -> dict[str, Any]:
         """The figure dict ``{"data": [...], "layout": {...}}`` for one compute result."""
@@ -528,13 +526,21 @@ class Explorer:
     # ----- front ends -------------------------------------------------------------------------
 
     def ipywidget(self) -> ipywidgets.VBox:
-        """The JupyterLab front end: ipywidgets controls and plotly FigureWidgets.
+        """The JupyterLab front end: ipywidgets controls over a grid of plotly figures.
 
         The returned VBox carries its controller as ``._explorer_view`` (see ``widgets._ipy``).
+        Run headlessly (``workbench.progress.headless()``, the runner's papermill), it also
+        displays the initial figures as plain plotly figures, which the executed notebook and
+        its HTML export keep.
         """
+        from workbench.progress import headless
+
         from ._ipy import IpyExplorerView
 
-        return IpyExplorerView(self).root
+        view = IpyExplorerView(self)
+        if headless():  # an executed notebook keeps no widget state: keep the figures instead
+            view.show_static_figures()
+        return view.root
 
     def panel(self) -> panel.Column:
         """The Panel front end; call ``.servable()`` on it in a script run by ``panel serve``.
