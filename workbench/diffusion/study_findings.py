@@ -18,7 +18,7 @@ from workbench.metrics import mean_l2_error
 
 def count_text(n: int, noun: str) -> str:
     """'1 step', '2 steps', '0 samples'."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def study_paragraph(study: SolverStudy, solvers, reference_seconds: float) -> str:
