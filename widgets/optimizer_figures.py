@@ -136,7 +136,7 @@ def gd_rate_figure(scan: GDStepScan) -> go.Figure:
 
     theory = scan.theory
     figure = go.Figure()
-    figure.add_scatter(x=scan.grid, y=theory, mode="lines", name="max |1 - lr lambda| (theory)")
+    figure.add_scatter(x=scan.grid, y=theory, mode="lines", name="max |1 - lr λ| (theory)")
     figure.add_scatter(
         x=scan.lrs,
         y=scan.measured,
@@ -148,7 +148,7 @@ def gd_rate_figure(scan: GDStepScan) -> go.Figure:
         x=[scan.best, scan.best],
         y=[theory.min(), 1.0],
         mode="lines",
-        name="2 / (lambda_max + lambda_min)",
+        name="2 / (λmax + λmin)",
         line={"dash": "dot", "color": "black"},
     )
     figure.update_layout(

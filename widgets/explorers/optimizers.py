@@ -34,6 +34,7 @@ DIVERGED_Y = 10.0  # where a diverged run's final loss is drawn (losses are rela
 LOSS_FLOOR = 1e-30  # where a loss of exactly 0 is drawn (a log axis has no 0)
 MAX_LR_SHIFT = 4  # octaves either way from each tuned rate (fewer if the grid is narrower)
 MAX_NAMED_IN_TITLE = 3
+TWO_LINE_TITLE_MARGIN = 70  # px above the plot: a title and its smaller second line
 
 
 def optimizers_app(smoke: bool = False) -> Explorer:
@@ -257,7 +258,7 @@ def _step_layout(view: OptimizerView) -> dict:
         "yaxis": _view_loss_axis(view),
         "legend": {"orientation": "h", "y": -0.25},
         "title": {"text": f"loss vs steps, {_selected_lr_text(view)}{_clamped_text(view)}"},
-        "margin": {"t": 70},  # room for the title's second line
+        "margin": {"t": TWO_LINE_TITLE_MARGIN},  # room for the title's second line
     }
 
 
@@ -267,6 +268,7 @@ def _clock_layout(view: OptimizerView) -> dict:
         "yaxis": _view_loss_axis(view),
         "showlegend": False,
         "title": {"text": "loss vs wall clock (colors as in loss vs steps)"},
+        "margin": {"t": TWO_LINE_TITLE_MARGIN},  # level with the step panel beside it
     }
 
 
