@@ -108,8 +108,7 @@ def test_width_explorer_offers_only_what_was_swept_and_clamps_lr(width_sweeps):
     update = explorer.update(sweep=("sp", "sgd"))
     assert not update.ok
     assert update.error == (
-        "parametrization and optimizer must be one of ('sp', 'adam'), ('mup', 'adam'), "
-        "('mup', 'sgd'), got ('sp', 'sgd')"
+        "sweep must be one of ('sp', 'adam'), ('mup', 'adam'), ('mup', 'sgd'), got ('sp', 'sgd')"
     )
     bad = explorer.update(value=64)
     assert not bad.ok and "must be one of 16, 32" in bad.error

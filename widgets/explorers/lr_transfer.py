@@ -57,7 +57,7 @@ def lr_width_explorer(tables: Mapping[tuple[str, str], TransferSweep]) -> Explor
     controls: list[Control] = [
         Choice(
             "sweep",
-            "parametrization and optimizer",
+            "sweep",
             {width_sweep_label(key): key for key in tables},
             default,
         ),
