@@ -10,8 +10,13 @@ from workbench.claims import Claim, claims_table, readable
     [
         (0.012345, "0.0123"),
         (41, "41"),
-        (3.2e-05, "3.20e-5"),
+        (3.2e-05, "3.2e-5"),
+        (1e-06, "1e-6"),
+        (1000.0, "1000"),
+        (36000.0, "36000"),
+        (12345.6, "12346"),
         (123456.0, "1.23e+5"),
+        (2.8e5, "2.8e+5"),
         (0.0, "0"),
         (True, "yes"),
         (False, "no"),
@@ -42,9 +47,20 @@ def test_a_claim_holds_by_a_number_or_by_another_metric():
 
 def test_text_where_a_number_is_needed_does_not_hold_and_bools_are_not_counts():
     assert Claim("reached", "X", "steps", below=40).verdict(VALUES) == ("not reached < 40", False)
-    assert Claim("ok", "X", "ok", equals=True).verdict(VALUES) == ("yes = yes", True)
+    assert Claim("ok", "X", "ok", equals=True).verdict(VALUES) == ("yes", True)
+    assert Claim("not ok", "X", "ok", equals=False).verdict(VALUES) == ("yes (expected no)", False)
     assert Claim("one", "X", "count", equals=True).verdict(VALUES)[1] is False
     assert Claim("one", "X", "count", equals=1).verdict(VALUES)[1] is True
+
+
+def test_contains_reads_a_list_recorded_as_text():
+    values = {"invariant": "soap, shampoo"}
+    assert Claim("soap", "X", "invariant", contains="soap").verdict(values) == (
+        "soap, shampoo (includes soap)",
+        True,
+    )
+    assert Claim("adam", "X", "invariant", contains="adam").verdict(values)[1] is False
+    assert Claim("so", "X", "invariant", contains="so").verdict(values)[1] is False  # items
 
 
 def test_a_claim_needs_a_test_and_its_metrics_recorded():

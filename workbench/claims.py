@@ -23,7 +23,7 @@ _UNSET: Any = object()
 
 
 def readable(value: Any) -> str:
-    """A number as a reader wants it: 0.0123, 41, 3.2e-05; yes/no for a bool; text as given."""
+    """A number as a reader wants it: 0.0123, 41, 36000, 3.2e-5; yes/no for a bool; text as is."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, numbers.Integral):
@@ -32,11 +32,10 @@ def readable(value: Any) -> str:
         x = float(value)
         if x == 0 or not math.isfinite(x):
             return f"{x:g}"
-        return (
-            f"{x:.3g}"
-            if 1e-3 <= abs(x) < 1e5
-            else f"{x:.2e}".replace("e-0", "e-").replace("e+0", "e+")
-        )
+        if 1e-3 <= abs(x) < 1e5:  # plain digits: three significant, all of the integer part
+            return f"{x:.{max(3, math.floor(math.log10(abs(x))) + 1)}g}"
+        mantissa, exponent = f"{x:.3g}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"  # 3.2e-5, 1.23e+5: no zero padding
     return str(value)
 
 
@@ -48,11 +47,12 @@ def _is_number(value: Any) -> bool:
 class Claim:
     """A paper's claim and the recorded metric that tests it.
 
-    The claim holds when the metric's value is below `below`, above `above` and equal to
-    `equals` (each optional; a threshold is a number or the name of another recorded metric,
-    for "A beats B"). A metric that is text where a number is needed ("not reached") does not
-    hold. `paper` is a short citation ("Lu et al. 2022, arXiv:2211.01095"); `claim` says what
-    the paper claims, in the notebook's words.
+    The claim holds when the metric's value is below `below`, above `above`, equal to
+    `equals` and, for a list recorded as text ("a, b"), includes `contains` (each optional; a
+    threshold is a number or the name of another recorded metric, for "A beats B"). A metric
+    that is text where a number is needed ("not reached") does not hold. `paper` is a short
+    citation ("Lu et al. 2022, arXiv:2211.01095"); `claim` says what the paper claims, in the
+    notebook's words.
     """
 
     claim: str
@@ -61,10 +61,12 @@ class Claim:
     below: float | str | None = None
     above: float | str | None = None
     equals: Any = _UNSET
+    contains: str | None = None
 
     def __post_init__(self) -> None:
-        if self.below is None and self.above is None and self.equals is _UNSET:
-            raise ValueError(f"claim {self.claim!r}: give below=, above= or equals=")
+        tests = (self.below, self.above, self.contains)
+        if all(t is None for t in tests) and self.equals is _UNSET:
+            raise ValueError(f"claim {self.claim!r}: give below=, above=, equals= or contains=")
 
     def metrics(self) -> list[str]:
         """Every recorded metric this claim reads."""
@@ -92,10 +94,18 @@ class Claim:
             parts.append(f"{sign} {readable(threshold)}{named}")
             holds &= _is_number(value) and _is_number(threshold) and passes(value, threshold)
         if self.equals is not _UNSET:
-            parts.append(f"= {readable(self.equals)}")
             # True must not pass for 1 (nor 1 for True): a verdict and a count differ
             same_kind = isinstance(value, bool) == isinstance(self.equals, bool)
-            holds &= same_kind and value == self.equals
+            equal = same_kind and value == self.equals
+            if not equal:
+                parts.append(f"(expected {readable(self.equals)})")
+            holds &= equal
+        if self.contains is not None:
+            # a list recorded as text, "a, b, c": the claim is about one of its items
+            items = [item.strip() for item in str(value).split(",")]
+            found = self.contains in items
+            parts.append(f"({'includes' if found else 'lacks'} {self.contains})")
+            holds &= found
         return " ".join(parts), bool(holds)
 
 
