@@ -250,6 +250,19 @@ def test_depth_study_configurations_are_ids_with_labels():
         depth_config_id(0.25, False)
 
 
+def test_depth_coordinate_checks_are_labelled_like_the_configurations(tmp_path, monkeypatch):
+    from workbench.scaling.studies import DepthStudy, StudySize
+
+    monkeypatch.setenv(sweep.CACHE_ENV, str(tmp_path))
+    study = DepthStudy(StudySize((2, 4), 2, (0,), 4, (2, 4), 1), width=8)
+    checks = study.coordinate_checks()
+    assert checks.labels == {"alpha0": "alpha 0", "alpha0.5": "alpha 1/2", "alpha1": "alpha 1"}
+    assert study.stream_growth_summary(checks).startswith(
+        "At initialization the residual stream's RMS grows from depth 2 to depth 4 by a factor of "
+    )
+    assert " with alpha 0, " in study.stream_growth_summary(checks)
+
+
 def test_the_studies_sentences_show_readable_numbers():
     from workbench.scaling.studies import _octaves, _percent
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import pandas as pd
 
@@ -431,7 +432,9 @@ class DepthStudy:
             )
             for alpha in alphas
         }
-        return CoordChecks(checks, {f"alpha{a:g}": f"alpha {a:g}" for a in alphas})
+        # labelled as DEPTH_CONFIGS are ("alpha 1/2"); the ids are the recorded metrics' names
+        labels = {f"alpha{a:g}": f"alpha {Fraction(a).limit_denominator(8)}" for a in alphas}
+        return CoordChecks(checks, labels)
 
     def depth_summary(self, depth: Transfer) -> str:
         drift, depths = depth.drift, self.size.values
