@@ -34,7 +34,8 @@ def readable(value: Any) -> str:
             return f"{x:g}"
         if 1e-3 <= abs(x) < 1e5:  # plain digits: three significant, all of the integer part
             return f"{x:.{max(3, math.floor(math.log10(abs(x))) + 1)}g}"
-        mantissa, exponent = f"{x:.3g}".split("e")
+        mantissa, exponent = f"{x:.2e}".split("e")  # .3g would print 0.000654 plainly
+        mantissa = mantissa.rstrip("0").rstrip(".")
         return f"{mantissa}e{int(exponent):+d}"  # 3.2e-5, 1.23e+5: no zero padding
     return str(value)
 
