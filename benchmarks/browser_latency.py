@@ -47,6 +47,7 @@ from chromium import (  # noqa: E402
     open_notebook,
     panel_slider,
     run_all_cells,
+    screenshot,
 )
 from servers import jupyter_lab, lab_ready, panel_app, serving  # noqa: E402
 
@@ -231,12 +232,18 @@ def visit_settings(page, handle, sweep: tuple[float, float, float], settings: in
     return [forward] * moves + [back] * moves
 
 
-def wait_for_figures(page) -> None:
-    """Until the page shows a drawn plotly figure (a served page or a kernel starting under
-    load may take a minute)."""
-    page.wait_for_function(
-        "() => window.__bench.hookFigures() > 0", timeout=FIRST_VISIT_TIMEOUT_MS, polling=500
-    )
+def figures_drawn(page, broken=lambda: False, timeout_ms: float = FIRST_VISIT_TIMEOUT_MS) -> bool:
+    """Wait until the page shows a drawn plotly figure (a served page or a kernel starting
+    under load may take minutes); False as soon as `broken()` says they never will be."""
+    deadline = time.monotonic() + timeout_ms / 1e3
+    while time.monotonic() < deadline:
+        if page.evaluate("window.__bench.hookFigures()") > 0:
+            time.sleep(2.5)  # past anywidget's 2 s limit: `broken` has its answer
+            return not broken()
+        if broken():
+            return False
+        time.sleep(0.5)
+    raise TimeoutError(f"no figure drawn within {timeout_ms / 1e3:.0f} s")
 
 
 def measure_slider(page, handle, entry: Topic, samples: int, settings: int) -> list[Sample]:
@@ -265,7 +272,7 @@ def panel_samples(browser, url: str, entry: Topic, label: str, **sizes) -> list[
         page.goto(f"{url}/{entry.slug}")
         slider = panel_slider(page, label)
         slider.wait_for(timeout=FIRST_VISIT_TIMEOUT_MS)
-        wait_for_figures(page)
+        figures_drawn(page)
         return measure_slider(page, slider.locator(".noUi-handle"), entry, **sizes)
 
 
@@ -307,16 +314,36 @@ def shut_down_kernels(url: str) -> None:
         urllib.request.urlopen(request).close()
 
 
+# anywidget gives a widget's module 2 s to load, then drops every later message to the model
+# (its figures never update): under load the PlotGrid's module (plotly.js inside) can miss it.
+WIDGET_INIT_FAILED = "[anywidget] Failed to initialize model"
+LAB_RELOADS = 1
+LAB_FIGURES_TIMEOUT_MS = 120_000  # once its slider shows, an explorer's figures follow
+
+
 def lab_samples(browser, url: str, entry: Topic, label: str, **sizes) -> list[Sample]:
     init = "window.__benchFrontEnd = 'lab';\n" + INSTRUMENT
     with new_page(browser, init_script=init) as page:
+        failed: list[str] = []
+        page.on("pageerror", lambda error: failed.append(str(error)))
         try:
             open_notebook(page, url, f"bench-{entry.slug}.ipynb")
             run_all_cells(page)
             slider = lab_slider(page, label)
-            slider.wait_for(timeout=FIRST_VISIT_TIMEOUT_MS)
-            wait_for_figures(page)
+            for reload in range(LAB_RELOADS + 1):
+                slider.wait_for(timeout=FIRST_VISIT_TIMEOUT_MS)
+                broken = lambda: any(WIDGET_INIT_FAILED in e for e in failed)  # noqa: E731
+                if figures_drawn(page, broken, LAB_FIGURES_TIMEOUT_MS):
+                    break
+                if reload == LAB_RELOADS:
+                    raise RuntimeError(f"{entry.slug}: {WIDGET_INIT_FAILED} on every load")
+                print(f"{entry.slug}: {WIDGET_INIT_FAILED}; reloading the page", flush=True)
+                failed.clear()
+                page.reload()
             return measure_slider(page, slider.locator(".noUi-handle"), entry, **sizes)
+        except Exception:
+            screenshot(page, f"bench-lab-{entry.slug}")  # what the page showed instead
+            raise
         finally:
             shut_down_kernels(url)
 
@@ -329,12 +356,16 @@ class Row:
     entry: Topic
     front_end: str
     samples: list[Sample] = field(default_factory=list)
+    failure: str | None = None  # why there are no samples (a row of the table all the same)
 
     def median(self, values) -> float | None:
         values = [v for v in values if v is not None]
         return statistics.median(values) if values else None
 
     def cells(self) -> list[str]:
+        name = [f"{self.entry.number} {self.entry.slug}", self.front_end]
+        if self.failure is not None:
+            return [*name, "0", *["-"] * (len(HEADER) - 4), f"FAILED: {self.failure}"]
         total = [s.total_ms for s in self.samples]
         median, p90 = statistics.median(total), float(np.percentile(total, 90))
         parts = (
@@ -344,8 +375,7 @@ class Row:
         )
         met = median <= TARGET_MEDIAN_MS and p90 <= TARGET_P90_MS
         return [
-            f"{self.entry.number} {self.entry.slug}",
-            self.front_end,
+            *name,
             str(len(total)),
             f"{median:.0f}",
             f"{p90:.0f}",
@@ -361,7 +391,7 @@ HEADER = ["topic", "front end", "n", "median", "p90", "server", "transport", "re
 
 def table(rows: list[Row]) -> str:
     lines = [HEADER] + [row.cells() for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER) - 1)] + [0]
     text = ["  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in
                       enumerate(zip(line, widths, strict=True))) for line in lines]  # fmt: skip
     text.insert(1, "-" * len(text[0]))
@@ -381,6 +411,7 @@ def main() -> None:
     entries = [topic(key) for key in args.topic] if args.topic else list(TOPICS)
     front_ends = args.front_end or list(FRONT_ENDS)
 
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="browser-latency-"))
@@ -406,7 +437,10 @@ def main() -> None:
             )
         for entry in entries:
             for front_end in front_ends:
-                row = Row(entry, front_end, measure[front_end](entry))
+                try:
+                    row = Row(entry, front_end, measure[front_end](entry))
+                except (RuntimeError, TimeoutError, PlaywrightError) as error:
+                    row = Row(entry, front_end, failure=" ".join(str(error).split())[:200])
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
     print()
