@@ -359,6 +359,28 @@ def test_ipywidget_control_change_sends_every_figure_in_one_message(explorer):
     np.testing.assert_allclose(view.figures["signal"]["data"][0]["y"], expected)
 
 
+def test_ipywidget_redraws_only_the_panels_that_changed():
+    explorer = Explorer(
+        "t",
+        [Slider("x", "x", 0.0, 1.0, 0.5)],
+        lambda x: x,
+        [
+            FigurePanel("moving", "moving", lambda x: [{"type": "scatter", "y": np.array([x])}]),
+            FigurePanel("fixed", "fixed", lambda x: [{"type": "scatter", "y": np.ones(3)}]),
+        ],
+    )
+    view = view_of(explorer.ipywidget())
+    assert [view.figures[name]["revision"] for name in ("moving", "fixed")] == [0, 0]
+    sent = sent_messages(view.plots)
+    view.set_control("x", 0.75)
+    ((message, _),) = sent
+    figures = message["state"]["figures"]
+    # the browser redraws a panel when its revision changes: the moving one only
+    assert (figures["moving"]["revision"], figures["fixed"]["revision"]) == (1, 0)
+    view.set_control("x", 0.75)  # nothing changed: nothing sent
+    assert len(sent) == 1
+
+
 def test_figures_travel_as_json_with_binary_arrays():
     from widgets._plot_grid import _to_json
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import ipywidgets as ipw
 
-from ._plot_grid import CONTROLS_CLASS, PlotGrid
+from ._plot_grid import CONTROLS_CLASS, PlotGrid, first_revisions
 from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
 _CONTROL_MARGIN = "2px 28px 6px 0"
@@ -162,7 +162,9 @@ class IpyExplorerView(ExplorerView):
             for name, panel in explorer.panels.items()
         ]
         self.plots = PlotGrid(
-            panels=panels, figures=self.initial_figures(), layout=ipw.Layout(width="100%")
+            panels=panels,
+            figures=first_revisions(self.initial_figures()),
+            layout=ipw.Layout(width="100%"),
         )
         self.error_widget = ipw.HTML(layout=ipw.Layout(display="none", margin="4px 0"))
         self.status_widget = ipw.HTML(layout=ipw.Layout(margin="0"))
@@ -238,7 +240,7 @@ class IpyExplorerView(ExplorerView):
 
     def apply_figures(self, update: Update) -> None:
         assert update.figures is not None
-        self.plots.figures = dict(update.figures)  # every panel in one message
+        self.plots.show(update.figures)  # one message; the browser redraws changed panels
 
     def show_error(self, message: str | None) -> None:
         if message is None:

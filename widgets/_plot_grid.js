@@ -74,13 +74,15 @@ function render({ model, el }) {
   }
 
   let drawn = false;
+  const revisions = new Map(); // panel -> the revision on screen
   const draw = () => {
     const figures = model.get("figures");
     for (const [name, plot] of plots) {
       const figure = figures[name];
-      if (figure === undefined) {
-        continue;
+      if (figure === undefined || (drawn && revisions.get(name) === figure.revision)) {
+        continue; // unchanged: redrawing would cost a full plotly.js recompute for nothing
       }
+      revisions.set(name, figure.revision);
       // The cell sets the width; uirevision keeps a reader's zoom across updates.
       const { data, layout } = decode(figure);
       const { width, ...sized } = layout;

@@ -106,8 +106,30 @@ def _figures_to_json(figures: dict[str, Any], _widget: Any) -> dict[str, Any]:
     return _to_json(figures)
 
 
+def same_nested_value(a: Any, b: Any) -> bool:
+    """Equality of figure dicts (nested dicts, lists, numpy arrays) that never raises."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_nested_value(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            return bool(np.array_equal(a, b, equal_nan=True))
+        except (TypeError, ValueError):
+            return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_nested_value(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 class PlotGrid(anywidget.AnyWidget):
-    """The figure panels of one explorer view: ``figures`` maps panel name -> figure dict."""
+    """The figure panels of one explorer view: ``figures`` maps panel name -> figure dict.
+
+    Each figure carries a ``revision``, raised by ``show`` only when the figure changed: the
+    browser redraws just those panels (plotly.js recomputes a whole figure whose arrays arrive
+    anew, even when they are equal), so moving a control repaints only what it changes.
+    """
 
     _esm = _module_source()
     _css = _CSS
@@ -116,3 +138,27 @@ class PlotGrid(anywidget.AnyWidget):
     figures = traitlets.Dict().tag(sync=True, to_json=_figures_to_json)
     # non-empty: the figures are dimmed under this note ("computing...")
     status = traitlets.Unicode("").tag(sync=True)
+
+    def show(self, figures: dict[str, dict[str, Any]]) -> list[str]:
+        """Show these figures (every panel's, in one message); the names of those that changed."""
+        shown, changed = {}, []
+        for name, figure in figures.items():
+            old = self.figures.get(name)
+            if old is not None and same_nested_value(_without_revision(old), figure):
+                shown[name] = old
+                continue
+            revision = 0 if old is None else old["revision"] + 1
+            shown[name] = {**figure, "revision": revision}
+            changed.append(name)
+        if changed:
+            self.figures = shown
+        return changed
+
+
+def first_revisions(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A PlotGrid's initial ``figures``: each figure at revision 0."""
+    return {name: {**figure, "revision": 0} for name, figure in figures.items()}
+
+
+def _without_revision(figure: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in figure.items() if key != "revision"}
