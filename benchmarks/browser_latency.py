@@ -41,6 +41,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "ui")]  # the browser 
 
 from chromium import (  # noqa: E402
     LAB_TOKEN,
+    explorer_notebook,
     lab_slider,
     launch,
     new_page,
@@ -276,27 +277,12 @@ def panel_samples(browser, url: str, entry: Topic, label: str, **sizes) -> list[
         return measure_slider(page, slider.locator(".noUi-handle"), entry, **sizes)
 
 
-def explorer_notebook(entry: Topic) -> dict:
-    """A one-cell notebook showing the topic's SMOKE explorer in JupyterLab."""
-    import nbformat
-
-    source = f"from widgets.topics import topic\n\ntopic({entry.slug!r}).app(True).ipywidget()"
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells.append(nbformat.v4.new_code_cell(source))
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return notebook
-
-
 @contextmanager
 def lab_server(root: Path) -> Iterator[str]:
     import nbformat
 
     for entry in TOPICS:
-        nbformat.write(explorer_notebook(entry), root / f"bench-{entry.slug}.ipynb")
+        nbformat.write(explorer_notebook(entry.slug), root / f"bench-{entry.slug}.ipynb")
     argv = jupyter_lab(root, LAB_TOKEN)
     with serving(argv, lab_ready(LAB_TOKEN), root / "lab.log", cwd=root) as url:
         yield url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -90,3 +91,11 @@ def lab_ready(token: str) -> str:
 def panel_app(port: int) -> list[str]:
     """argv of the served explorers (`python -m widgets.app`) at their SMOKE sizes."""
     return [PYTHON, "-m", "widgets.app", "--port", str(port), "--smoke"]
+
+
+def lab_command_options(root: Path) -> list[str]:
+    """The ``--Class.trait=value`` options ``./dev lab`` gives ``jupyter lab``, $ROOT expanded
+    (read from the dev script, so a test starts the Lab a reader gets)."""
+    command = (root / "dev").read_text().split("exec jupyter lab", 1)[1].split(";;", 1)[0]
+    options = re.findall(r'(--[A-Za-z]+\.[a-z_]+=)"?([^"\s\\]+)"?', command)
+    return [name + value.replace("$ROOT", str(root)) for name, value in options]

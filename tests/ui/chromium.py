@@ -75,6 +75,17 @@ def run_all_cells(page) -> None:
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
 
+def explorer_notebook(slug: str):
+    """A one-cell notebook showing a topic's SMOKE explorer (its page slug) in JupyterLab."""
+    import nbformat
+
+    source = f"from widgets.topics import topic\n\ntopic({slug!r}).app(True).ipywidget()"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_code_cell(source))
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    return notebook
+
+
 def lab_slider(page, label: str):
     """The ipywidgets slider whose description is `label` (an explorer control's label)."""
     return page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label)).first

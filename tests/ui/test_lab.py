@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from chromium import LAB_TOKEN, ROOT, lab_slider, open_notebook, run_all_cells, screenshot
 from conftest import move_slider_and_wait_for_figure
-from servers import jupyter_lab, lab_ready, serving
+from servers import PYTHON, jupyter_lab, lab_command_options, lab_ready, serving
 
 from widgets.topics import TOPICS
 
@@ -62,3 +62,40 @@ def run_all_and_move(page, lab, entry):
     output = page.locator(".jp-OutputArea-output", has=slider)
     figure = output.locator(".js-plotly-plot").first
     move_slider_and_wait_for_figure(page, slider.locator(".noUi-handle"), figure)
+
+
+def test_the_lab_command_opens_the_tour_without_news_and_reaches_runs(page, tmp_path):
+    """`./dev lab` as a reader gets it (its options, the settings file its setup installs):
+    the tour opens, no news prompt covers it, the file browser lists runs/ and opens it."""
+    import shutil
+
+    options = lab_command_options(ROOT)
+    (default_url,) = [o.split("=", 1)[1] for o in options if o.startswith("--LabApp.default_url")]
+    settings = tmp_path / "settings"
+    (settings / "overrides.d").mkdir(parents=True)
+    shutil.copy(ROOT / "jupyter" / "overrides.json", settings / "overrides.d" / "workbench.json")
+
+    def argv(port: int) -> list[str]:
+        return [
+            PYTHON, "-m", "jupyterlab", "--no-browser", "--allow-root", *options,
+            f"--ServerApp.port={port}", f"--ServerApp.token={LAB_TOKEN}",
+            f"--LabApp.app_settings_dir={settings}", f"--LabApp.user_settings_dir={tmp_path}",
+        ]  # fmt: skip
+
+    with serving(argv, lab_ready(LAB_TOKEN), tmp_path / "lab.log", cwd=tmp_path) as url:
+        page.goto(f"{url}{default_url}?token={LAB_TOKEN}")
+        page.locator(".jp-Notebook >> visible=true").wait_for(timeout=90_000)
+        assert page.locator(".lm-TabBar-tab.lm-mod-current", has_text="00_tour").count() == 1
+        page.wait_for_timeout(5_000)  # Lab asks about news a moment after it starts
+        news = page.get_by_text("official Jupyter news")
+        screenshot(page, "lab-command-tour")
+        assert news.count() == 0
+        if not page.locator(".jp-FileBrowser").is_visible():
+            page.locator(".jp-SideBar [data-id='filebrowser']").first.click()
+        # it shows notebooks/, the tour's folder; the repository's root is one click up
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").first.click()
+        page.locator(".jp-DirListing-item", has_text="notebooks").first.wait_for()
+        runs = page.locator(".jp-DirListing-item", has_text="runs").first
+        runs.dblclick()
+        page.locator(".jp-BreadCrumbs", has_text="runs").first.wait_for()
+        assert page.locator(".jp-DirListing-item", has_text="ui").count() >= 1
