@@ -83,3 +83,8 @@ def test_claims_table_numbers_rows_and_gives_a_verdict_per_claim():
     assert list(table.columns) == ["claim", "paper", "measured", "verdict"]
     assert list(table.index) == [1, 2]
     assert list(table["verdict"]) == ["holds", "does not hold"]
+
+
+def test_a_band_reads_low_value_high():
+    claim = Claim("in a band", "X", "a.error", above=0.001, below="b.error")
+    assert claim.verdict(VALUES) == ("0.001 < 0.01 < 0.03 (b.error)", True)

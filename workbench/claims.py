@@ -83,17 +83,21 @@ class Claim:
                 f"claim {self.claim!r} reads {', '.join(missing)}, which this run did not record"
             )
         value = values[self.metric]
-        parts, holds = [readable(value)], True
-        for bound, sign, passes in (
-            (self.below, "<", lambda a, b: a < b),
-            (self.above, ">", lambda a, b: a > b),
-        ):
+        text, holds = readable(value), True
+        bounds = {}
+        for side, bound in (("below", self.below), ("above", self.above)):
             if bound is None:
                 continue
             threshold = values[bound] if isinstance(bound, str) else bound
             named = f" ({bound})" if isinstance(bound, str) else ""
-            parts.append(f"{sign} {readable(threshold)}{named}")
-            holds &= _is_number(value) and _is_number(threshold) and passes(value, threshold)
+            bounds[side] = f"{readable(threshold)}{named}"
+            comparable = _is_number(value) and _is_number(threshold)
+            holds &= comparable and (value < threshold if side == "below" else value > threshold)
+        if "above" in bounds and "below" in bounds:  # a band reads low < value < high
+            text = f"{bounds['above']} < {text} < {bounds['below']}"
+        elif bounds:
+            text += f" < {bounds['below']}" if "below" in bounds else f" > {bounds['above']}"
+        parts = [text]
         if self.equals is not _UNSET:
             # True must not pass for 1 (nor 1 for True): a verdict and a count differ
             same_kind = isinstance(value, bool) == isinstance(self.equals, bool)
