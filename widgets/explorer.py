@@ -778,8 +778,9 @@ def measure_latency(
     """Time the full update path while ``control`` steps through ``values`` (``repeats`` times).
 
     ``frontend="headless"`` times ``explorer.update``; ``"ipywidget"`` builds the JupyterLab
-    front end and times setting the control widget's ``.value`` until every FigureWidget has
-    been updated; ``"panel"`` does the same for the Panel front end. No browser is needed.
+    front end and times setting the control widget's ``.value`` until its figures have been
+    sent to the PlotGrid; ``"panel"`` does the same for the Panel front end (until the panes
+    hold the new figures). No browser is needed.
     Raises ``ControlError`` if any value produces an error: an error is not a latency.
     Returns ``{"n", "median_ms", "p90_ms", "max_ms"}``.
     """
