@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -302,6 +303,7 @@ def shut_down_kernels(url: str) -> None:
 
 # anywidget gives a widget's module 2 s to load, then drops every later message to the model
 # (its figures never update): under load the PlotGrid's module (plotly.js inside) can miss it.
+# A page reload did not bring the widget back (the slider never showed again).
 WIDGET_INIT_FAILED = "[anywidget] Failed to initialize model"
 LAB_RELOADS = 1
 LAB_FIGURES_TIMEOUT_MS = 120_000  # once its slider shows, an explorer's figures follow
@@ -323,9 +325,9 @@ def lab_samples(browser, url: str, entry: Topic, label: str, **sizes) -> list[Sa
                     break
                 if reload == LAB_RELOADS:
                     raise RuntimeError(f"{entry.slug}: {WIDGET_INIT_FAILED} on every load")
-                print(f"{entry.slug}: {WIDGET_INIT_FAILED}; reloading the page", flush=True)
+                print(f"{entry.slug}: {WIDGET_INIT_FAILED}; running the cell again", flush=True)
                 failed.clear()
-                page.reload()
+                run_all_cells(page)  # new widget models: another try at loading the module
             return measure_slider(page, slider.locator(".noUi-handle"), entry, **sizes)
         except Exception:
             screenshot(page, f"bench-lab-{entry.slug}")  # what the page showed instead
@@ -392,6 +394,8 @@ def main() -> None:
     parser.add_argument("--topic", action="append", help="slug or notebook (default: every)")
     parser.add_argument("--front-end", action="append", choices=FRONT_ENDS)
     args = parser.parse_args()
+    # A terminated run still stops the servers it started (the ExitStack below unwinds).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = {"samples": 8, "settings": 2} if args.quick else {
         "samples": args.samples, "settings": args.settings}  # fmt: skip
     entries = [topic(key) for key in args.topic] if args.topic else list(TOPICS)
