@@ -733,6 +733,7 @@ def test_a_slow_update_says_computing_with_the_first_visit_estimate(frontend):
     explorer = make_explorer(slow_when_large)
     explorer.cost = lambda **values: 12.4 if values["frequency"] == 3 else None
     view = front_end_view(frontend, explorer)
+    view.BUSY_AFTER_S = 0.5  # a fast update stays well under it, even on a loaded machine
     shown: list[str | None] = []
     show_busy = view.show_busy
     view.show_busy = lambda text: (shown.append(text), show_busy(text))
