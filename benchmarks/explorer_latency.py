@@ -5,7 +5,8 @@ as in a notebook), then timed while its main control moves over the same values.
 
 For each explorer, a control is swept over values 50 times and three paths are timed:
   headless   Explorer.update: compute plus building every panel's trace dicts
-  ipywidget  setting the control widget through to the FigureWidgets updated in place
+  ipywidget  setting the control widget through to the PlotGrid widget's message (every
+             changed panel's figure, arrays as binary buffers)
   rebuild    the common notebook pattern, the peer: compute, then a new plotly Figure per
              panel serialized for display (what `fig.show()` in an interact callback costs)
 

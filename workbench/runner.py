@@ -405,9 +405,9 @@ def execute(
                         kernel_name=KERNEL_NAME,
                         progress_bar=progress,
                         cwd=str(notebook.parent),
-                        # Each plotly FigureWidget's state carries the whole plotly.js bundle
-                        # (~4.5 MB): stored, it makes every executed notebook and HTML export
-                        # tens of MB.
+                        # An explorer widget's state carries the whole plotly.js bundle (~4.5
+                        # MB): stored, it makes every executed notebook and HTML export tens of
+                        # MB. Headless explorers leave their figures as plain plotly outputs.
                         store_widget_state=False,
                         execution_timeout=_whole_seconds(timeout),
                     )
