@@ -7,11 +7,15 @@ own standard errors or with a stated margin over seeds.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+from workbench.claims import claims_table, readable
 from workbench.diffusion import (
     GUIDANCE,
     DiffusionModel,
@@ -26,11 +30,13 @@ from workbench.diffusion import (
     smc,
     svdd,
 )
+from workbench.diffusion import guidance_report as report
 from workbench.diffusion.guidance import (
     GuidanceMethod,
     class_log_posterior_gradient,
     class_reward,
 )
+from workbench.diffusion.guidance_claims import guidance_claims
 from workbench.diffusion.guidance_experiments import error_grid, sweep
 from workbench.diffusion.guidance_metrics import identity_checks
 from workbench.diffusion.guidance_study import Diverged, GuidanceStudy
@@ -52,6 +58,7 @@ from workbench.toy import GaussianMixture
 from workbench.toy.tilted import TiltedTarget, inflated
 
 F64 = torch.float64
+BASELINES = Path(__file__).parent / "baselines"
 PROBLEM = GuidanceProblem.two_class()
 MIXTURE, LABEL, SCHEDULE = PROBLEM.mixture, PROBLEM.label, PROBLEM.schedule
 TIMES = (0.001, 0.05, 0.3, 0.7, 1.0)
@@ -545,3 +552,99 @@ def test_v3_statistics_reach_the_solver_through_its_options(monkeypatch):
     study.run("cfg", 2.5, "dpm_solver_v3", 4)
     study.run("cfg", 2.5, "ddim", 4)
     assert seen[0]["ems"] is study.ems("cfg", 2.5) and seen[1] is None
+
+
+# ---------------------------------------------------------------- what the notebook says
+def test_first_visit_estimates_count_what_is_missing_and_vanish_once_stored():
+    study = GuidanceStudy(PROBLEM, n_samples=48, n_error=8, ems_lambdas=10, ems_samples=16, seed=5)
+    runs, errors = [("cfg", 2.5, "ddim", 4)], [("cfg", 2.5, "ddim", 4)]
+    assert study.seconds_to_compute(runs, errors) > 0
+    plain = study.seconds_to_compute([("cfg", 2.5, "dpmpp_2m", 4)])
+    # DPM-Solver-v3 first computes the guided model's statistics: a larger estimate
+    assert study.seconds_to_compute([("cfg", 2.5, "dpm_solver_v3", 4)]) > plain > 0
+    study.run("cfg", 2.5, "ddim", 4)
+    study.error("cfg", 2.5, "ddim", 4)
+    assert study.seconds_to_compute(runs, errors) == 0
+    # a particle method's run is keyed by its own sampler, whatever the solver asked for
+    study.run("fk_smc", 2.5, "ddim", 4)
+    assert study.seconds_to_compute([("fk_smc", 2.5, "dpm_solver_v3", 4)]) == 0
+
+
+def test_sweeps_show_one_final_progress_line_by_label_when_headless(monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_HEADLESS", "1")
+    study = GuidanceStudy(PROBLEM, n_samples=48, n_error=8)
+    sweep(study, "cfg_rescale", "dpmpp_2m", 4, (0.0, 1.0), distances=False, progress=True)
+    error_grid(study, "cfg", "ddim", (1.0,), (3,), progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        "CFG + guidance rescale (φ = 0.7): 2/2",
+        "classifier-free guidance (CFG), DDIM: 1/1",
+    ]
+    sweep(study, "cfg", "dpmpp_2m", 4, (0.0,), distances=False)  # the explorer's: no bar
+    assert capsys.readouterr().out == ""
+
+
+def words(text: str) -> str:
+    """A Markdown paragraph on one line (its line breaks are only source layout)."""
+    return " ".join(text.split())
+
+
+def _smc_table(seeds) -> pd.DataFrame:
+    rows = {
+        (w, seed): {"FK-SMC": 0.1 * w, "CFG SDE": 0.2 * w, "CFG ODE": 0.3 * w,
+                    "exact draws": 0.03, "min ESS": 0.5, "resamplings": 3}
+        for w in (3.0, 7.5) for seed in seeds
+    }  # fmt: skip
+    return pd.DataFrame(rows).T.rename_axis(["w", "seed"])
+
+
+@pytest.mark.parametrize("seeds, counted", [((0,), "1 seed"), ((0, 1, 2), "3 seeds")])
+def test_smc_sentence_counts_seeds_in_words_and_writes_numbers_readably(seeds, counted):
+    text = words(report.smc_against_cfg(_smc_table(seeds), 4000, 100))
+    assert f"mean over {counted})" in text and "seed(s)" not in text
+    assert "4,000 particles" in text and "FK-SMC is 0.3 from the target" in text
+    assert "against 0.6 for the unweighted SDE and 0.9 for the ODE (floor 0.03)" in text
+
+
+def test_report_sentences_name_methods_and_solvers_by_label():
+    growth = pd.DataFrame(
+        {"w=7.5": [0.2, 0.5], "w=7.5, thresholded": [0.25, 0.09], "growth w=1 to max": [1.3, 15.0]},
+        index=["ddim", "dpmpp_2m"],
+    )
+    grids = {("cfg", "dpm_solver_v3"): pd.DataFrame({10: [0.01, 0.138]}, index=[1.0, 7.5])}
+    text = words(report.solver_error_growth(grids, growth, 7.5, 2.5e-7))
+    assert "from 1.3 (DDIM) to 15 (DPM-Solver++(2M))" in text
+    assert "(dpmpp_2m)" not in text and f"to {readable(2.5e-7)}." in text
+    assert (
+        report.ode_error_floor(0.013, (1.0, 7.5), 0.44)
+        .strip()
+        .startswith(
+            "DPM-Solver++(2M)'s largest error in 50 steps over $w$ = 1 and 7.5 is\n0.013, far under"
+        )
+    )
+    study = GuidanceStudy(PROBLEM, n_samples=48, n_error=8)
+    assert report.setting(study) == (
+        "Schedule: VP linear DDPM (1000 steps). Every guided solve starts from the same 48 noise "
+        "draws and samples class 1 of a 2-D mixture of 4 Gaussian components in 2 classes."
+    )
+
+
+def _baseline_values(profile: str) -> dict:
+    baseline = json.loads((BASELINES / "02_guidance_scales.json").read_text())
+    return {name: entry["value"] for name, entry in baseline["profiles"][profile].items()}
+
+
+@pytest.mark.parametrize("profile, top", [("full", 15.0), ("smoke", 7.5)])
+def test_the_claims_read_recorded_metrics_and_their_verdicts_on_the_baselines(profile, top):
+    values = _baseline_values(profile)
+    claims = guidance_claims(top)
+    for claim in claims:
+        assert set(claim.metrics()) <= set(values), claim.claim
+        assert "arXiv:" in claim.paper
+    table = claims_table(claims, values)
+    refuted = table.loc[table["verdict"] == "does not hold", "paper"].tolist()
+    # DDIM beats DPM-Solver++(2M) at the largest scale in 10 NFE, against Lu et al.'s claim
+    assert refuted == ["Lu et al. 2022, arXiv:2211.01095"]
+    identity = values["identities.max_relative_difference"]
+    assert table.loc[1, "measured"] == f"{readable(identity)} < {readable(1e-10)}"
+    assert (table["verdict"] == "holds").sum() == len(claims) - 1

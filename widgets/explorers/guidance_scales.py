@@ -12,8 +12,9 @@ import pandas as pd
 
 from widgets import figures
 from widgets.explorer import Choice, Explorer, FigurePanel, Slider
+from workbench.claims import readable
 from workbench.diffusion.guidance import GUIDANCE
-from workbench.diffusion.guidance_experiments import study_for
+from workbench.diffusion.guidance_experiments import TARGET_LABELS, study_for
 from workbench.diffusion.guidance_study import (
     HEATMAP_NFES,
     HEATMAP_SCALES,
@@ -26,15 +27,24 @@ from workbench.diffusion.guidance_views import (
     CURVE_SCALES,
     GuidanceView,
     SamplePanel,
+    ViewGrids,
     guidance_view,
+    view_seconds,
 )
+from workbench.diffusion.sampling import SOLVERS
 from workbench.diffusion.smc import ParticleResult
 
-PANEL = 430
+PANEL = 460  # the samples and trade-off panels: room for a three-line title over a square plot
 LOG_DENSITY_DEPTH = 10.0
-METHOD_COLOR, TARGET_COLOR = "#e45756", "#4c78a8"
+TARGET_COLOR = "#444444"  # the exact targets: the reference every method is drawn against
 CLASS_ERROR_FLOOR = 1e-9
 ERROR_RANGE = (-3.5, 0.5)  # log10 colour range of the error heatmaps
+TITLE_FONT = {"size": 13}
+
+
+def method_colors() -> dict[str, str]:
+    """One color per guidance method, the same in the explorer and the notebook's figures."""
+    return figures.color_map(GUIDANCE)
 
 
 def guidance_explorer(
@@ -46,53 +56,46 @@ def guidance_explorer(
 ) -> Explorer:
     """The explorer over `study`; the grids set what the error heatmap and the
     precision-diversity curve cover."""
+    grids = ViewGrids(tuple(heatmap_scales), tuple(heatmap_nfes), tuple(curve_scales))
 
     def compute(scale: float, method: str, solver: str, steps: int) -> GuidanceView:
-        return guidance_view(
-            study,
-            method,
-            scale,
-            solver,
-            steps,
-            curve_scales=curve_scales,
-            heatmap_scales=heatmap_scales,
-            heatmap_nfes=heatmap_nfes,
-        )
+        return guidance_view(study, grids, method, scale, solver, steps)
+
+    def cost(scale: float, method: str, solver: str, steps: int) -> float | None:
+        return view_seconds(study, grids, method, scale, solver, steps)
 
     return Explorer(
         title="Guidance scales on an exact class-conditional mixture",
         description=(
             "Class 1 of two overlapping classes (4 Gaussian components), "
-            f"{study.n_samples:,} samples from fixed noise. The grey image is the "
-            "exact tilted target p(x|c)^w p(x)^(1-w) (autoguidance: p_good^w p_bad^(1-w)); "
+            f"{study.n_samples:,} samples from fixed noise. The grey image is the exact "
+            "tilted target p(<i>x</i> | <i>c</i>)<sup><i>w</i></sup> "
+            "p(<i>x</i>)<sup>1−<i>w</i></sup> (autoguidance: "
+            "p<sub>good</sub><sup><i>w</i></sup> p<sub>bad</sub><sup>1−<i>w</i></sup>); "
             "errors are mean L2 distances to the exact guided ODE solution. Particle methods "
-            "(SMC, SVDD) step their own reverse SDE and ignore the solver. First visits of a "
-            "method or solver compute exact references (seconds; DPM-Solver-v3 also its "
-            "statistics per scale), then everything is selected from a cache."
+            "(SMC, SVDD) step their own reverse SDE and ignore the solver. A first visit of a "
+            "method or solver computes exact references (seconds; DPM-Solver-v3 also its "
+            "statistics per scale, up to minutes), then everything is selected from a cache."
         ),
         controls=[
             Slider("scale", "guidance scale w", 0.0, 15.0, 3.0, step=0.5),
             Choice("method", "guidance method", GUIDANCE.options(), "cfg"),
-            Choice("solver", "ODE solver", list(HEATMAP_SOLVERS), "dpmpp_2m"),
+            Choice("solver", "ODE solver", SOLVERS.options(HEATMAP_SOLVERS), "dpmpp_2m"),
             Slider("steps", "solver steps (NFE)", 1, 200, 20, integer=True),
         ],
         compute=compute,
+        cost=cost,
         panels=[
-            FigurePanel(
-                "samples", "samples", _sample_traces, _sample_layout, height=PANEL, width=PANEL
-            ),
+            FigurePanel("samples", "samples", _sample_traces, _sample_layout, height=PANEL),
             FigurePanel(
                 "tradeoff",
                 "precision vs diversity",
                 _tradeoff_traces,
                 _tradeoff_layout,
                 height=PANEL,
-                width=PANEL,
             ),
-            FigurePanel(
-                "errors", "solver error", _error_traces, _error_layout, height=380, width=520
-            ),
-            FigurePanel("ess", "FK-SMC", _ess_traces, _ess_layout, height=300, width=520),
+            FigurePanel("errors", "solver error", _error_traces, _error_layout, height=420),
+            FigurePanel("ess", "FK-SMC", _ess_traces, _ess_layout, height=420),
         ],
     )
 
@@ -133,19 +136,20 @@ def class_error(frame: pd.DataFrame) -> np.ndarray:
     return np.maximum(1.0 - frame["mean posterior"].to_numpy(dtype=float), CLASS_ERROR_FLOOR)
 
 
-TRADEOFF_AXES = {
-    "xaxis": {
-        "type": "log",
-        "autorange": "reversed",
-        "title": {"text": "class error 1 − E p(c | x)  (more precise →)"},
-    },
-    "yaxis": {"title": {"text": "diversity: within-class spread"}},
-}
+def tradeoff_axes(frames) -> dict:
+    """Class error on a reversed log axis with ticks fitted to the plotted `frames`."""
+    errors = np.concatenate([class_error(frame) for frame in frames])
+    xaxis = figures.log_axis("class error 1 − E p(c | x)  (more precise →)", errors)
+    return {
+        "xaxis": {**xaxis, "autorange": "reversed"},
+        "yaxis": {"title": {"text": "diversity: within-class spread"}},
+    }
 
 
 def error_heatmap_trace(errors: pd.DataFrame, showscale: bool = True) -> dict:
     """Solver error over scale (rows) x NFE (columns), log colour, value printed per cell."""
     values = errors.to_numpy(dtype=float)
+    powers = range(math.ceil(ERROR_RANGE[0]), math.floor(ERROR_RANGE[1]) + 1)
     return {
         "type": "heatmap",
         "x": [str(n) for n in errors.columns],
@@ -158,7 +162,11 @@ def error_heatmap_trace(errors: pd.DataFrame, showscale: bool = True) -> dict:
         "zmin": ERROR_RANGE[0],
         "zmax": ERROR_RANGE[1],
         "showscale": showscale,
-        "colorbar": {"title": {"text": "log10 error"}},
+        "colorbar": {
+            "title": {"text": "error"},
+            "tickvals": list(powers),
+            "ticktext": [readable(10.0**k) for k in powers],
+        },
         "hoverinfo": "skip",
     }
 
@@ -167,7 +175,7 @@ def _error_text(value: float) -> str:
     return "div." if math.isnan(value) else f"{value:.0e}".replace("e-0", "e-")
 
 
-def ess_traces(result: ParticleResult, schedule, name: str = "ESS / N", color: str = "#54a24b"):
+def ess_traces(result: ParticleResult, schedule, name: str, color: str) -> list[dict]:
     """ESS / N before resampling at each step against log-SNR, resampling steps marked."""
     lambdas = schedule.lambda_(result.ts[1:]).numpy()
     ess, resampled = result.ess.numpy(), result.resampled.numpy()
@@ -198,66 +206,63 @@ ESS_AXES = {
 }
 
 
+def _title(*lines: str) -> dict:
+    """A panel title of one or more lines, with the top margin to hold them."""
+    return {
+        "title": {"text": "<br>".join(lines), "font": TITLE_FONT},
+        "margin": {"t": 30 + 18 * len(lines)},
+    }
+
+
 # ---------------------------------------------------------------- the explorer's panels
 def _sample_traces(view: GuidanceView) -> list[dict]:
     traces = [density_trace(view.panel.density)]
     if view.panel.samples is not None:
-        traces.append(
-            figures.points(
-                view.panel.samples, name=view.method, color=METHOD_COLOR, size=2.5, opacity=0.5
-            )
-        )
+        color = method_colors()[view.method]
+        points = figures.points(view.panel.samples, name=view.label, color=color, size=2.5)
+        traces.append({**points, "marker": {**points["marker"], "opacity": 0.5}})
     return traces
 
 
 def _sample_layout(view: GuidanceView) -> dict:
     xs, ys, _ = view.panel.density
     bounds = (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
+    heading = f"{view.label}, w = {view.scale:g}"
     if view.panel.diverged:
-        text = f"{view.method}, w={view.scale:g}: diverged ({view.panel.diverged[:60]})"
+        lines = (heading, f"diverged ({view.panel.diverged[:60]})")
     else:
         m, t = view.metrics, view.target_metrics
-        spread = "n/a (no class samples)" if math.isnan(m["spread"]) else f"{m['spread']:.2f}"
-        text = (
-            f"w={view.scale:g}: precision {m['precision']:.3f}, spread {spread} "
-            f"(target {t['spread']:.2f})<br>sliced W to the target {m['sliced W']:.3f} "
-            f"(two exact sets: {t['sliced W']:.3f})"
+        spread = "n/a (no class samples)" if math.isnan(m["spread"]) else readable(m["spread"])
+        lines = (
+            heading,
+            f"precision {readable(m['precision'])}, spread {spread} "
+            f"(target {readable(t['spread'])})",
+            f"sliced W to the target {readable(m['sliced W'])} "
+            f"(two exact sets: {readable(t['sliced W'])})",
         )
-    return {**figures.square_axes(bounds), "title": {"text": text, "font": {"size": 13}}}
+    layout, title = figures.square_axes(bounds), _title(*lines)
+    # the square shrinks to fit the panel's width or height, without axis beyond the bounds
+    layout["xaxis"] |= {"constrain": "domain"}
+    return {**layout, "title": title["title"], "margin": layout["margin"] | title["margin"]}
 
 
 def _tradeoff_traces(view: GuidanceView) -> list[dict]:
-    target_name = {"guidance": "exact tilted target", "autoguidance": "exact p_good^w p_bad^(1-w)"}[
-        view.target
-    ]
+    color = method_colors()[view.method]
     traces = [
-        curve_trace(view.target_curve, target_name, TARGET_COLOR, "dot"),
-        curve_trace(view.curve, view.method, METHOD_COLOR),
+        curve_trace(view.target_curve, view.target_label, TARGET_COLOR, "dot"),
+        curve_trace(view.curve, view.label, color),
     ]
     if not view.panel.diverged:
         current = pd.DataFrame([view.metrics], index=[view.scale])
-        traces.append(
-            {
-                "type": "scatter",
-                "x": class_error(current),
-                "y": current["spread"].to_numpy(),
-                "mode": "markers",
-                "name": f"w = {view.scale:g}",
-                "marker": {"size": 14, "symbol": "circle-open", "line": {"width": 2}},
-                "showlegend": False,
-            }
-        )
+        traces.append(figures.ring(class_error(current), current["spread"].to_numpy(), color=color))
     return traces
 
 
 def _tradeoff_layout(view: GuidanceView) -> dict:
     return {
-        **TRADEOFF_AXES,
-        "legend": {"x": 0.01, "y": 0.01, "bgcolor": "rgba(255,255,255,0.7)"},
-        "title": {
-            "text": f"precision vs diversity as w sweeps (labels: w), {view.steps} steps",
-            "font": {"size": 13},
-        },
+        **tradeoff_axes([view.curve, view.target_curve]),
+        "legend": {"orientation": "h", "x": 0, "y": -0.22},
+        **_title("precision vs diversity as w sweeps (labels: w)", f"{view.steps} steps"),
     }
 
 
@@ -284,102 +289,121 @@ def _error_traces(view: GuidanceView) -> list[dict]:
 
 
 def _error_layout(view: GuidanceView) -> dict:
+    whose = f"{GUIDANCE.label(view.errors_method)}, {SOLVERS.label(view.solver)}"
     if view.particle:
-        text = f"cfg + {view.solver} error to the exact ODE solution ({view.method}: an SDE)"
+        why = f"({view.label} samples an SDE: no ODE error of its own)"
+        lines = (whose, f"error to the exact guided ODE solution {why}")
     else:
-        text = f"{view.method} + {view.solver}: error to the exact guided ODE solution"
+        lines = (whose, "error to the exact guided ODE solution")
     return {
         "xaxis": {"title": {"text": "NFE"}, "type": "category"},
         "yaxis": {"title": {"text": "guidance scale w"}, "type": "category"},
-        "title": {"text": text, "font": {"size": 13}},
+        **_title(*lines),
     }
 
 
 def _ess_traces(view: GuidanceView) -> list[dict]:
-    return ess_traces(view.smc, view.schedule)
+    color = method_colors()["fk_smc"]
+    return ess_traces(view.smc, view.schedule, "ESS / N", color)
 
 
 def _ess_layout(view: GuidanceView) -> dict:
     count = int(view.smc.resampled.sum())
+    times = "once" if count == 1 else f"{count} times"
     return {
         **ESS_AXES,
         "showlegend": False,
-        "title": {
-            "text": f"FK-SMC at w={view.scale:g}, {view.steps} steps: resampled {count}x "
-            f"(marked), final ESS {view.smc.final_ess:.2f}",
-            "font": {"size": 13},
-        },
+        **_title(
+            f"{GUIDANCE.label('fk_smc')}, w = {view.scale:g}, {view.steps} steps",
+            f"resampled {times} (x marks), final ESS / N {readable(view.smc.final_ess)}",
+        ),
     }
 
 
 # ---------------------------------------------------------------- the notebook's figures
-def samples_figure(panels: list[SamplePanel], name: str):
-    """Samples over the tilted target's density, one square panel per scale
-    (`guidance_views.sample_panels`)."""
+def samples_figure(panels: list[SamplePanel], method: str):
+    """`method`'s samples over the tilted target's density, one square panel per scale
+    (`guidance_views.sample_panels`), in one row that reads down to ~850 px."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(1, len(panels), subplot_titles=[f"w = {p.scale:g}" for p in panels])
+    label, color = GUIDANCE.label(method), method_colors()[method]
+    titles = [f"w = {p.scale:g}" for p in panels]
+    fig = make_subplots(1, len(panels), subplot_titles=titles, horizontal_spacing=0.03)
     for column, panel in enumerate(panels, start=1):
         fig.add_trace(go.Heatmap(density_trace(panel.density)), 1, column)
         if panel.samples is not None:
-            points = figures.points(panel.samples, name=name, color=METHOD_COLOR, size=2)
+            points = figures.points(panel.samples, name=label, color=color, size=2)
             fig.add_trace(go.Scattergl(points), 1, column)
-        fig.update_xaxes(range=[-PLOT_HALF_WIDTH, PLOT_HALF_WIDTH], row=1, col=column)
-        fig.update_yaxes(
-            range=[-PLOT_HALF_WIDTH, PLOT_HALF_WIDTH],
-            scaleanchor=f"x{column if column > 1 else ''}",
-            row=1,
-            col=column,
-        )
-    fig.update_layout(height=300, width=260 * len(panels) + 40, showlegend=False)
-    fig.update_layout(margin={"l": 30, "r": 10, "t": 40, "b": 30})
+        bounds = [-PLOT_HALF_WIDTH, PLOT_HALF_WIDTH]
+        fig.update_xaxes(range=bounds, row=1, col=column)
+        anchor = f"x{column if column > 1 else ''}"  # each panel square on its own x axis
+        fig.update_yaxes(range=bounds, scaleanchor=anchor, row=1, col=column)
+    fig.update_layout(
+        height=300,
+        showlegend=False,
+        title={"text": f"{label}: samples over the exact tilted target", "font": TITLE_FONT},
+        margin={"l": 30, "r": 10, "t": 60, "b": 30},
+    )
     return fig
 
 
 def tradeoff_figure(curves: dict[str, pd.DataFrame], target: pd.DataFrame):
-    """Precision vs diversity of several methods and of the exact target, as w sweeps."""
+    """Precision vs diversity of several methods (by id) and of the exact target, as w sweeps."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(curve_trace(target, "exact tilted target", "black", "dot"))
-    for color, (name, frame) in zip(figures_palette(), curves.items(), strict=False):
-        fig.add_trace(curve_trace(frame, name, color))
-    fig.update_layout(**TRADEOFF_AXES, height=480, width=760)
+    colors = method_colors()
+    fig = go.Figure(curve_trace(target, TARGET_LABELS["exact_target"], TARGET_COLOR, "dot"))
+    for method, frame in curves.items():
+        fig.add_trace(curve_trace(frame, GUIDANCE.label(method), colors[method]))
+    fig.update_layout(
+        **tradeoff_axes([target, *curves.values()]),
+        height=560,
+        legend={"orientation": "h", "x": 0, "y": -0.18},
+        margin={"t": 30},
+    )
     return fig
 
 
 def heatmaps_figure(grids: dict[tuple[str, str], pd.DataFrame]):
-    """Solver error heatmaps: one row per method, one column per solver."""
+    """Solver error heatmaps: one column per method, one row per solver (two columns read at
+    ~850 px with every cell's value legible)."""
     from plotly.subplots import make_subplots
 
     methods = list(dict.fromkeys(method for method, _ in grids))
     solvers = list(dict.fromkeys(solver for _, solver in grids))
-    titles = [f"{m} / {s}" for m in methods for s in solvers]
-    fig = make_subplots(len(methods), len(solvers), subplot_titles=titles, shared_yaxes=True)
+    fig = make_subplots(
+        len(solvers),
+        len(methods),
+        column_titles=[GUIDANCE.label(m) for m in methods],
+        row_titles=[SOLVERS.label(s) for s in solvers],
+        shared_xaxes=True,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.03,
+    )
     for (method, solver), errors in grids.items():
-        row, col = methods.index(method) + 1, solvers.index(solver) + 1
-        fig.add_trace(error_heatmap_trace(errors, showscale=row == col == 1), row, col)
-        fig.update_xaxes(
-            type="category", title_text="NFE" if row == len(methods) else None, row=row, col=col
-        )
+        row, col = solvers.index(solver) + 1, methods.index(method) + 1
+        trace = error_heatmap_trace(errors, showscale=row == col == 1)
+        trace["colorbar"] |= {"orientation": "h", "y": -0.12 * 4 / len(solvers), "len": 0.6}
+        fig.add_trace(trace, row, col)
+        fig.update_xaxes(type="category", row=row, col=col)
         fig.update_yaxes(type="category", title_text="w" if col == 1 else None, row=row, col=col)
-    fig.update_layout(height=330 * len(methods), width=300 * len(solvers) + 80)
+    fig.update_xaxes(title_text="NFE", row=len(solvers))
+    fig.update_layout(height=250 * len(solvers) + 90, margin={"t": 40, "b": 110, "r": 40})
     return fig
 
 
 def ess_figure(results: dict[str, ParticleResult], schedule):
+    """FK-SMC's ESS / N at each step, one line per run (keyed by its name, e.g. "w = 3")."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for color, (name, result) in zip(figures_palette(), results.items(), strict=False):
+    for (name, result), color in zip(results.items(), figures.palette(len(results)), strict=True):
         for trace in ess_traces(result, schedule, name, color):
             fig.add_trace(trace)
-    fig.update_layout(**ESS_AXES, height=340, width=720)
+    fig.update_layout(**ESS_AXES, height=360, margin={"t": 30})
     return fig
-
-
-def figures_palette() -> list[str]:
-    return ["#e45756", "#4c78a8", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#17becf", "#bab0ac"]
 
 
 def guidance_app(smoke: bool = False) -> Explorer:

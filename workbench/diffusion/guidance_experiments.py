@@ -30,15 +30,25 @@ from workbench.diffusion.guidance_targets import (
     target,
     target_mode_weights,
 )
-from workbench.diffusion.sampling import prior_noise
+from workbench.diffusion.sampling import SOLVERS, prior_noise
 from workbench.diffusion.smc import ParticleResult, sde_sample, svdd
 from workbench.metrics import class_precision, mean_class_posterior, sliced_wasserstein
+from workbench.progress import progress as progress_bar
 
 ODE_SOLVER, ODE_STEPS = "dpmpp_2m", 50  # the solve whose distances are the guided ODE's own
 MODEL_METHODS = ("cfg", "cfg_rescale", "cfg_interval", "cfg_threshold", "autoguidance")
 PARTICLE_METHODS = ("fk_smc", "svdd")
 TARGET_ROWS = {"exact_target": "cfg", "autoguidance_target": "autoguidance"}
-TARGET_LABELS = {"exact_target": "exact target", "autoguidance_target": "autoguidance's target"}
+TARGET_LABELS = {
+    "exact_target": "exact tilted target",
+    "autoguidance_target": "autoguidance's exact target",
+}
+
+
+def target_id(method: str) -> str:
+    """The id (a row of `methods_at`) of the exact target `method` aims at."""
+    kind = GUIDANCE[method].target
+    return next(row for row, aims in TARGET_ROWS.items() if GUIDANCE[aims].target == kind)
 
 
 def study_for(size: StudySize, seed: int = 0) -> GuidanceStudy:
@@ -53,9 +63,10 @@ def study_for(size: StudySize, seed: int = 0) -> GuidanceStudy:
     )
 
 
-def _progress(items, progress, description: str):
-    """Wrap `items` in a progress bar factory (e.g. tqdm.auto.tqdm) if one is given."""
-    return items if progress is None else progress(items, desc=description, leave=False)
+def _progress(items, show: bool, description: str):
+    """`items` under the workbench's progress bar when `show` (a notebook's loops), else as
+    they are (the explorer's selections: no bar)."""
+    return progress_bar(items, desc=description) if show else items
 
 
 def _by_scale(rows: dict, name: str = "scale") -> pd.DataFrame:
@@ -65,11 +76,11 @@ def _by_scale(rows: dict, name: str = "scale") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- sweeps over the scale
-def sweep(study, method, solver, steps, scales=SWEEP_SCALES, *, distances=True, progress=None):
+def sweep(study, method, solver, steps, scales=SWEEP_SCALES, *, distances=True, progress=False):
     """metrics() at each scale, one row per scale (class metrics only unless `distances`:
     the distances to the target cost ~0.1 s per scale, the class metrics ~5 ms)."""
     measure = metrics if distances else class_metrics
-    scales = _progress(scales, progress, method)
+    scales = _progress(scales, progress, GUIDANCE.label(method))
     return _by_scale({w: measure(study, method, w, solver, steps) for w in scales})
 
 
@@ -79,10 +90,10 @@ def target_sweep(study, method, scales=SWEEP_SCALES, distances: bool = True) -> 
     return _by_scale({w: measure(study, method, w) for w in scales})
 
 
-def error_grid(study, method, solver, scales=HEATMAP_SCALES, nfes=HEATMAP_NFES, progress=None):
+def error_grid(study, method, solver, scales=HEATMAP_SCALES, nfes=HEATMAP_NFES, progress=False):
     """Solver error over scale (rows) x NFE (columns); steps = NFE (one call per step)."""
     rows = {}
-    for scale in _progress(scales, progress, f"{method} / {solver}"):
+    for scale in _progress(scales, progress, f"{GUIDANCE.label(method)}, {SOLVERS.label(solver)}"):
         rows[scale] = {nfe: study.error(method, scale, solver, nfe) for nfe in nfes}
     frame = _by_scale(rows)
     frame.columns.name = "NFE"
@@ -90,7 +101,7 @@ def error_grid(study, method, solver, scales=HEATMAP_SCALES, nfes=HEATMAP_NFES, 
 
 
 # ---------------------------------------------------------------- the notebook's tables
-def cfg_against_target(study, scales, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cfg_against_target(study, scales, progress=False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(CFG's sweep with DPM-Solver++(2M) in 50 steps, the exact target's sweep)."""
     return sweep(study, "cfg", ODE_SOLVER, ODE_STEPS, scales, progress=progress), target_sweep(
         study, "cfg", scales
@@ -144,7 +155,7 @@ def sweep_records(cfg_sweep, target_sweep, modes, n: int) -> dict[str, tuple[flo
     return records
 
 
-def method_curves(study, scales, particle_steps: int, progress=None) -> dict[str, pd.DataFrame]:
+def method_curves(study, scales, particle_steps: int, progress=False) -> dict[str, pd.DataFrame]:
     """Each compared method's sweep: ODE methods with DPM-Solver++(2M) in 50 steps, particle
     methods with their own SDE in `particle_steps`."""
     curves = {m: sweep(study, m, ODE_SOLVER, ODE_STEPS, scales, progress=progress)
@@ -173,7 +184,7 @@ def heatmap_solvers(smoke: bool) -> dict[str, tuple[str, ...]]:
     }
 
 
-def error_grids(study, solvers: dict, scales, nfes, progress=None) -> dict:
+def error_grids(study, solvers: dict, scales, nfes, progress=False) -> dict:
     """{(method, solver): error_grid} for every method and its solvers."""
     return {
         (method, solver): error_grid(study, method, solver, scales, nfes, progress=progress)
@@ -207,14 +218,14 @@ def error_records(grids: dict, scales, nfe: int = 10) -> dict:
 
 # ---------------------------------------------------------------- particle methods
 def smc_comparison(
-    study: GuidanceStudy, scale: float, particles: int, steps: int, seeds, progress=None
+    study: GuidanceStudy, scale: float, particles: int, steps: int, seeds, progress=False
 ) -> tuple[pd.DataFrame, dict[int, ParticleResult]]:
     """Sliced W to exact target draws of FK-SMC, the CFG reverse SDE (the same particles
     without weights) and the CFG ODE (DPM-Solver++(2M), 50 steps), each from the same
     `particles` noise draws per seed; and of an independent exact set (the floor)."""
     problem, rows, results = study.problem, {}, {}
     model, exact_target = study.model("cfg", scale), target(problem, "cfg", scale)
-    for seed in _progress(seeds, progress, f"FK-SMC w={scale:g}"):
+    for seed in _progress(seeds, progress, f"{GUIDANCE.label('fk_smc')}, w = {scale:g}"):
         x_T = prior_noise(problem.schedule, particles, problem.mixture.dim, 1000 + seed)
         exact = exact_target.sample(particles, seed=2000 + seed)
         result = GUIDANCE["fk_smc"].sample(problem, x_T, scale=scale, steps=steps, seed=seed)
@@ -235,7 +246,7 @@ def smc_comparison(
     return _by_scale(rows, "seed"), results
 
 
-def smc_tables(study, scales, particles, steps, seeds, progress=None):
+def smc_tables(study, scales, particles, steps, seeds, progress=False):
     """(every seed's comparison by (w, seed), the first seed's runs by "w = <scale>")."""
     tables, runs = {}, {}
     for w in scales:

@@ -128,6 +128,15 @@ SOLVES = Memo("guided solves", maxsize=1024)
 STATISTICS = Memo("guided DPM-Solver-v3 statistics", maxsize=128)
 REFERENCES = Memo("guided reference solutions", maxsize=256)
 ERRORS = Memo("guided solver errors", maxsize=4096)
+# What one entry of each memo takes to compute at the notebook's full size (2,000 samples,
+# 300 exact references) on a 2-core machine: a first visit's estimate until the process has
+# timed its own computes (`GuidanceStudy.seconds_to_compute`)
+FIRST_GUESS_SECONDS = {
+    SOLVES.name: 0.1,
+    STATISTICS.name: 10.0,
+    REFERENCES.name: 1.0,
+    ERRORS.name: 0.1,
+}
 
 
 class _Unkeyed:
@@ -210,10 +219,10 @@ class GuidanceStudy:
     def run(self, method: str, scale: float, solver: str, steps: int) -> SampleResult | Diverged:
         """Guided samples from x_T (particle methods ignore `solver`)."""
         solver = self.solver_of(method, solver)
-        return SOLVES.get(
-            self._run_key(method, scale, solver, steps),
-            lambda: self._solve(method, scale, solver, steps, self.x_T),
-        )
+        key = self._run_key(method, scale, solver, steps)
+        if key not in SOLVES and self._takes_ems(method, solver):
+            self.ems(method, scale)  # first, so that its time counts as statistics, not a solve
+        return SOLVES.get(key, lambda: self._solve(method, scale, solver, steps, self.x_T))
 
     def _run_key(self, method: str, scale: float, solver: str, steps: int) -> tuple:
         return (self.key, method, float(scale), solver, int(steps))
@@ -222,8 +231,7 @@ class GuidanceStudy:
         spec = GUIDANCE[method]
         model = None if spec.particle else self.model(method, scale)
         # a solver that takes model statistics (DPM-Solver-v3) gets this guided model's own
-        takes_ems = not spec.particle and solver in SOLVERS and "ems" in SOLVERS[solver].options
-        options = {"ems": self.ems(method, scale)} if takes_ems else None
+        options = {"ems": self.ems(method, scale)} if self._takes_ems(method, solver) else None
         try:
             result = spec.sample(
                 self.problem,
@@ -239,6 +247,11 @@ class GuidanceStudy:
             return Diverged(str(exc))
         reason = divergence(result.x, data_radius(self.problem.mixture))
         return result if reason is None else Diverged(f"{reason} (w={scale:g}, {solver})")
+
+    def _takes_ems(self, method: str, solver: str) -> bool:
+        """Whether `solver` runs on model statistics (DPM-Solver-v3) for this method."""
+        particle = GUIDANCE[method].particle
+        return not particle and solver in SOLVERS and "ems" in SOLVERS[solver].options
 
     def ems(self, method: str, scale: float) -> v3.EMS:
         """DPM-Solver-v3's statistics of this guided model, from its own samples."""
@@ -282,4 +295,32 @@ class GuidanceStudy:
                 return math.nan
             return mean_l2_error(result.x[: self.n_error], self.reference(method, scale))
 
+        if key not in ERRORS and self._takes_ems(method, solver):
+            self.ems(method, scale)  # first, so that its time counts as statistics
         return ERRORS.get(key, compute)
+
+    def seconds_to_compute(self, runs=(), errors=()) -> float:
+        """About how many seconds the `runs` and `errors` (each a (method, scale, solver,
+        steps)) take to compute where they are not stored yet: 0 when every one is. Each
+        missing solve, statistics, reference and error counts as its memo's recent median
+        time (`Memo.typical_seconds`; `run` and `error` compute the statistics before they
+        time a solve, so their seconds count once; the first error at a scale also computes
+        its reference, one in each row of NFEs), or as FIRST_GUESS_SECONDS before this
+        process timed one."""
+        needed = set()
+        for method, scale, solver, steps in runs:
+            solver = self.solver_of(method, solver)
+            needed.add((SOLVES, self._run_key(method, scale, solver, steps)))
+            if self._takes_ems(method, solver):
+                needed.add((STATISTICS, (self.key, method, float(scale))))
+        for method, scale, solver, steps in errors:
+            needed.add((ERRORS, self._run_key(method, scale, solver, steps)))
+            needed.add((REFERENCES, (self.key, method, float(scale))))
+            if self._takes_ems(method, solver):
+                needed.add((STATISTICS, (self.key, method, float(scale))))
+        return sum(_typical_seconds(memo) for memo, key in needed if key not in memo)
+
+
+def _typical_seconds(memo: Memo) -> float:
+    timed = memo.typical_seconds()
+    return FIRST_GUESS_SECONDS[memo.name] if timed is None else timed
