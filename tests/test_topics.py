@@ -163,3 +163,16 @@ def test_notebooks_take_their_data_from_workbench():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("widgets"):
                 for alias in node.names:
                     assert not alias.name.startswith("study"), f"{notebook}: {alias.name}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_ends_with_its_verdict(notebook):
+    """The last cell shows the claims table (workbench.claims) read from the recorded metrics,
+    after a markdown heading; no dump of every recorded metric (the run folder has them)."""
+    cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    last = code[-1].strip().splitlines()[-1]
+    assert re.match(r"(\w+\.)?(claims|verdict)_table\(.*\)(\.style)?\b", last), last
+    assert not any("recorded()" in source for source in code), "a metric dump is left"
+    headings = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    assert headings[-1].startswith("#"), "the verdict comes under a heading of its own"
