@@ -22,14 +22,12 @@ Run: python benchmarks/browser_latency.py [--quick] [--topic solver-steps] [--fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +49,7 @@ from chromium import (  # noqa: E402
     run_all_cells,
     screenshot,
 )
-from servers import jupyter_lab, lab_ready, panel_app, serving  # noqa: E402
+from servers import jupyter_lab, lab_ready, panel_app, serving, shut_down_kernels  # noqa: E402
 
 from widgets.topics import TOPICS, Topic, topic  # noqa: E402
 
@@ -289,18 +287,6 @@ def lab_server(root: Path) -> Iterator[str]:
         yield url
 
 
-def shut_down_kernels(url: str) -> None:
-    """Stop every kernel of the Lab server (one topic's kernel must not load the next)."""
-    auth = {"Authorization": f"token {LAB_TOKEN}"}
-    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels", headers=auth)) as r:
-        kernels = json.load(r)
-    for kernel in kernels:
-        request = urllib.request.Request(
-            f"{url}/api/kernels/{kernel['id']}", headers=auth, method="DELETE"
-        )
-        urllib.request.urlopen(request).close()
-
-
 # anywidget gives a widget's module 2 s to load, then drops every later message to the model
 # (its figures never update): under load the PlotGrid's module (plotly.js inside) can miss it.
 # A page reload did not bring the widget back (the slider never showed again).
@@ -333,7 +319,7 @@ def lab_samples(browser, url: str, entry: Topic, label: str, **sizes) -> list[Sa
             screenshot(page, f"bench-lab-{entry.slug}")  # what the page showed instead
             raise
         finally:
-            shut_down_kernels(url)
+            shut_down_kernels(url, LAB_TOKEN)
 
 
 # ----- the table ----------------------------------------------------------------------------

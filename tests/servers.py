@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -99,3 +100,15 @@ def lab_command_options(root: Path) -> list[str]:
     command = (root / "dev").read_text().split("exec jupyter lab", 1)[1].split(";;", 1)[0]
     options = re.findall(r'(--[A-Za-z]+\.[a-z_]+=)"?([^"\s\\]+)"?', command)
     return [name + value.replace("$ROOT", str(root)) for name, value in options]
+
+
+def shut_down_kernels(url: str, token: str) -> None:
+    """Stop every kernel of the Lab server (one topic's kernel must not load the next)."""
+    auth = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/kernels", headers=auth)) as r:
+        kernels = json.load(r)
+    for kernel in kernels:
+        request = urllib.request.Request(
+            f"{url}/api/kernels/{kernel['id']}", headers=auth, method="DELETE"
+        )
+        urllib.request.urlopen(request).close()

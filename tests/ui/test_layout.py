@@ -27,7 +27,7 @@ from chromium import (
     run_all_cells,
     screenshot,
 )
-from servers import jupyter_lab, lab_ready, panel_app, serving
+from servers import jupyter_lab, lab_ready, panel_app, serving, shut_down_kernels
 
 from widgets.topics import TOPICS
 
@@ -141,6 +141,7 @@ def test_lab_explorer_fits_1280_px_with_the_file_browser_open(narrow_page, lab, 
         assert overflows(page, ".jp-OutputArea-output") == []
     finally:
         screenshot(page, f"layout-lab-{entry.slug}")
+        shut_down_kernels(lab, LAB_TOKEN)  # six kernels at once would crowd two cores
 
 
 EXECUTED = sorted(p.name for p in Path(RUN_FOLDER).glob("*.ipynb")) if RUN_FOLDER else []
