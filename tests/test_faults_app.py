@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import socket
 import subprocess
 import textwrap
@@ -23,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import PYTHON, free_port, serving, stop
+from servers import PYTHON, free_port, lab_command_options, serving, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -440,17 +439,10 @@ def test_the_index_and_page_headers_show_math_as_symbols():
 # ------------------------------------------------------------------------- the lab command
 
 
-def lab_command_options() -> list[str]:
-    """The ``--Class.trait=value`` options ``./dev lab`` gives ``jupyter lab``, $ROOT expanded."""
-    command = (ROOT / "dev").read_text().split("exec jupyter lab", 1)[1].split(";;", 1)[0]
-    options = re.findall(r'(--[A-Za-z]+\.[a-z_]+=)"?([^"\s\\]+)"?', command)
-    return [name + value.replace("$ROOT", str(ROOT)) for name, value in options]
-
-
 def test_the_lab_command_opens_the_tour_on_the_repository_without_the_news_prompt(tmp_path):
     import shutil
 
-    options = lab_command_options()
+    options = lab_command_options(ROOT)
     assert f"--ServerApp.root_dir={ROOT}" in options  # runs/ reachable from the file browser
     (default_url,) = [o.split("=", 1)[1] for o in options if o.startswith("--LabApp.default_url")]
     assert default_url == "/lab/tree/notebooks/00_tour.ipynb"

@@ -4,7 +4,9 @@
 // each is drawn with Plotly.react, which diffs it against what is on screen. Panels sit in a
 // CSS grid (two per row where there is room, one where not, "wide" ones a row of their own)
 // and resize with their cell. `status` non-empty dims the figures under a "computing..." note.
-// `Plotly` is defined above this code (plotly.js, prepended by _plot_grid.py).
+// plotly.js arrives as the widget's `_plotly_js` text and is evaluated once per page, when the
+// first view renders (anywidget gives a module 2 s to load: a module holding plotly.js missed
+// that on a busy machine and the widget never drew).
 
 const TYPED_ARRAYS = {
   float64: Float64Array,
@@ -55,7 +57,22 @@ function decode(value) {
 
 const CONFIG = { responsive: true, displaylogo: false };
 
+function loadPlotly(model) {
+  if (!globalThis.__workbenchPlotly) {
+    const module = { exports: {} };
+    // The UMD bundle assigns module.exports when given a CommonJS module.
+    new Function("module", "exports", "define", model.get("_plotly_js"))(
+      module,
+      module.exports,
+      undefined,
+    );
+    globalThis.__workbenchPlotly = module.exports;
+  }
+  return globalThis.__workbenchPlotly;
+}
+
 function render({ model, el }) {
+  const Plotly = loadPlotly(model);
   el.classList.add("wb-plot-grid");
   const note = document.createElement("div");
   note.className = "wb-busy-note";

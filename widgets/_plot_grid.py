@@ -56,14 +56,9 @@ _CSS = """
 
 
 @cache
-def _module_source() -> str:
-    """plotly.js (as the bundled UMD file, given a CommonJS ``module``) and then our module."""
-    bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    ours = Path(__file__).with_name("_plot_grid.js").read_text()
-    return (
-        "const Plotly = (() => {\nconst module = { exports: {} };\n"
-        f"{bundle.read_text()}\nreturn module.exports;\n}})();\n{ours}"
-    )
+def _plotly_source() -> str:
+    """plotly.js as shipped with the plotly package (a UMD bundle, evaluated by the module)."""
+    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
 
 
 # Kinds numpy arrays keep as typed arrays in the browser; the rest become JSON lists.
@@ -131,8 +126,12 @@ class PlotGrid(anywidget.AnyWidget):
     anew, even when they are equal), so moving a control repaints only what it changes.
     """
 
-    _esm = _module_source()
+    # The module stays small: anywidget gives a module 2 s to load and initialize, which a
+    # module with plotly.js inlined (4.8 MB) missed on a busy machine, leaving a dead widget.
+    # plotly.js travels as state instead and is evaluated once per page, in render().
+    _esm = Path(__file__).with_name("_plot_grid.js")
     _css = _CSS
+    _plotly_js = traitlets.Unicode(_plotly_source()).tag(sync=True)
     # [{"name", "height", "wide"}] in display order
     panels = traitlets.List().tag(sync=True)
     figures = traitlets.Dict().tag(sync=True, to_json=_figures_to_json)
