@@ -450,6 +450,8 @@ def test_the_lab_command_opens_the_tour_on_the_repository_without_the_news_promp
     dev = (ROOT / "dev").read_text()
     assert "cp jupyter/overrides.json" in dev
     assert '"$VENV/share/jupyter/lab/settings/overrides.d/workbench.json"' in dev
+    assert 'mkdir -p "$ROOT/runs"' in dev  # a fresh clone has no run folder yet
+    (ROOT / "runs").mkdir(exist_ok=True)  # as the lab command does
     # ... and here, in a Lab started with the lab command's options, the file takes effect
     overrides = tmp_path / "settings" / "overrides.d"
     overrides.mkdir(parents=True)

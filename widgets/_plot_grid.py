@@ -11,7 +11,6 @@ grid and resize with it. See ``_plot_grid.js`` for the browser half.
 from __future__ import annotations
 
 import math
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,6 @@ _CSS = """
 """
 
 
-@cache
 def _plotly_source() -> str:
     """plotly.js as shipped with the plotly package (a UMD bundle, evaluated by the module)."""
     return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
