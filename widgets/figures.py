@@ -145,15 +145,30 @@ def fit_arrows(vectors, spacing: float, fill: float = 0.9) -> tuple[np.ndarray, 
     return vectors * factor, factor
 
 
-def square_axes(bounds: tuple[float, float, float, float]) -> dict:
-    """Layout with equal x/y scale over the bounds (the panel should be square), no legend."""
+def square_axes(
+    bounds: tuple[float, float, float, float], titles: tuple[str, str] | None = None
+) -> dict:
+    """Layout with equal x/y scale over the bounds, no legend; `titles` names the two axes.
+
+    constrain="domain": in a panel as wide as its container the equal scale shrinks the plot
+    area to a square, instead of widening an axis past the bounds."""
     x_min, x_max, y_min, y_max = bounds
-    return {
-        "xaxis": {"range": [x_min, x_max], "zeroline": False},
-        "yaxis": {"range": [y_min, y_max], "scaleanchor": "x", "zeroline": False},
+    layout = {
+        "xaxis": {"range": [x_min, x_max], "zeroline": False, "constrain": "domain"},
+        "yaxis": {
+            "range": [y_min, y_max],
+            "scaleanchor": "x",
+            "zeroline": False,
+            "constrain": "domain",
+        },
         "margin": {"l": 40, "r": 10, "t": 40, "b": 30},
         "showlegend": False,
     }
+    if titles is not None:  # room for the titles
+        layout["xaxis"]["title"] = {"text": titles[0]}
+        layout["yaxis"]["title"] = {"text": titles[1]}
+        layout["margin"] = {"l": 50, "r": 10, "t": 40, "b": 45}
+    return layout
 
 
 def run_history(runs, value: str = "runtime_s", *, title: str, y_title: str) -> dict:

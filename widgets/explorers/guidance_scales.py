@@ -241,8 +241,6 @@ def _sample_layout(view: GuidanceView) -> dict:
             f"(two exact sets: {readable(t['sliced W'])})",
         )
     layout, title = figures.square_axes(bounds), _title(*lines)
-    # the square shrinks to fit the panel's width or height, without axis beyond the bounds
-    layout["xaxis"] |= {"constrain": "domain"}
     return {**layout, "title": title["title"], "margin": layout["margin"] | title["margin"]}
 
 

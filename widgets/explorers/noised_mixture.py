@@ -18,12 +18,7 @@ PANEL_HEIGHT = 430  # px; the width is the container's, equal axis scale keeps t
 
 def plane_layout(bounds: tuple[float, float, float, float], title: str) -> dict:
     """Equal-scale axes over the data plane, titled x₁ and x₂ (with room for the titles)."""
-    layout = figures.square_axes(bounds)
-    # constrain="domain": equal scale shrinks the plot area, not widens the ranges past the data
-    layout["xaxis"] |= {"title": {"text": "x₁"}, "constrain": "domain"}
-    layout["yaxis"] |= {"title": {"text": "x₂"}, "constrain": "domain"}
-    layout["margin"] = {"l": 50, "r": 10, "t": 40, "b": 45}
-    return {**layout, "title": {"text": title}}
+    return {**figures.square_axes(bounds, ("x₁", "x₂")), "title": {"text": title}}
 
 
 def noised_mixture_app(smoke: bool = False) -> Explorer:
