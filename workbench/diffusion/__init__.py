@@ -12,6 +12,7 @@ from workbench.diffusion.guidance import (
 )
 from workbench.diffusion.learned import FittedGrid, fit_grid
 from workbench.diffusion.models import PREDICTIONS, DiffusionModel, convert
+from workbench.diffusion.paths import AffinePath
 from workbench.diffusion.sampling import (
     SOLVERS,
     Evaluator,
@@ -40,6 +41,7 @@ __all__ = [
     "PREDICTIONS",
     "SCHEDULES",
     "SOLVERS",
+    "AffinePath",
     "DiffusionModel",
     "DynamicThreshold",
     "EDMSchedule",
