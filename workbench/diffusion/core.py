@@ -60,16 +60,29 @@ class Evaluator:
             )
         levels = self._levels.get(float(t.detach()))
         alpha, sigma = levels or (self.schedule.alpha(t), self.schedule.sigma(t))
-        derivatives = (
-            self.schedule.derivatives(t) if self.model.prediction == "velocity" else (None, None)
-        )
-        return to_data_and_noise(output, self.model.prediction, x, alpha, sigma, *derivatives)
+        return _data_and_noise(self.model, output, x, t, self.schedule, alpha, sigma)
 
     def data(self, x: torch.Tensor, t) -> torch.Tensor:
         return self(x, t)[0]
 
     def noise(self, x: torch.Tensor, t) -> torch.Tensor:
         return self(x, t)[1]
+
+
+def model_data_and_noise(model: DiffusionModel, x, t, schedule: NoiseSchedule, alpha, sigma):
+    """(x_0, eps) from `model` at (x, t) on `schedule`, alpha and sigma given (uncounted)."""
+    return _data_and_noise(model, model(x, t), x, t, schedule, alpha, sigma)
+
+
+def _data_and_noise(model: DiffusionModel, output, x, t, schedule, alpha, sigma):
+    """A model output as (x_0, eps). At sigma = 0 (a path's data end) a data prediction implies
+    eps = 0: the limit of (x - alpha x_0) / sigma = -sigma * score for a model with x_0 = x / alpha
+    there (the exact denoiser of any smooth density), where the formula is 0 / 0."""
+    derivatives = schedule.derivatives(t) if model.prediction == "velocity" else (None, None)
+    x0, eps = to_data_and_noise(output, model.prediction, x, alpha, sigma, *derivatives)
+    if model.prediction == "data" and bool((torch.as_tensor(sigma) == 0).all()):
+        eps = torch.zeros_like(x0)
+    return x0, eps
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,10 @@ class SolverSpec:
     stochastic: bool = False
     accepts_corrector: bool = False
     options: tuple[str, ...] = ()  # the solver-specific options it takes (SolverOptions.extra)
+    # the ends ("t_start", "t_end") where it runs with an infinite lambda (a path's pure noise
+    # alpha = 0 at t = 1, its data sigma = 0 at t = 0): DDIM both, since it never steps in lambda
+    # or in sigma / alpha; solvers in sigma / alpha can end at sigma = 0; the others neither
+    infinite_log_snr: tuple[str, ...] = ()
 
 
 def check_x_T(x_T) -> torch.Tensor:

@@ -48,6 +48,9 @@ def _karras(schedule, steps, t_start, t_end, rho: float = 7.0, **_):
     return schedule.t_of_lambda(-torch.log(sigmas))
 
 
+# grids spaced in lambda (or in e^{-lambda}): both ends need a finite log-SNR
+LOG_SNR_GRIDS = ("logsnr", "karras")
+
 GRIDS: Registry[Callable[..., torch.Tensor]] = Registry("grid")
 GRIDS.add("time_uniform", _uniform_time, label="uniform in t")
 GRIDS.add("logsnr", _uniform_logsnr, label="uniform in log-SNR")
@@ -72,6 +75,10 @@ def make_grid(
     if isinstance(grid, str):
         spacing = GRIDS[grid]
         steps = _check_steps(steps)
+        if grid in LOG_SNR_GRIDS:
+            check_finite_log_snr(
+                schedule, t_start, t_end, f"the {grid!r} grid", "use grid='time_uniform'"
+            )
         ts = spacing(schedule, steps, t_start, t_end, **options)
         ts[0], ts[-1] = t_start, t_end  # exact ends despite round trips through lambda
         return ts
@@ -124,6 +131,30 @@ def check_ends(
             "from noise (large t) to data (small t)"
         )
     return t_start, t_end
+
+
+def check_finite_log_snr(
+    schedule: NoiseSchedule,
+    t_start: float,
+    t_end: float,
+    what: str,
+    remedy: str,
+    allowed: tuple[str, ...] = (),
+) -> None:
+    """Refuse, in one line, ends where lambda = log(alpha / sigma) is infinite (a path's pure
+    noise alpha = 0 at t = 1 or its data sigma = 0 at t = 0) for `what`, which steps in lambda;
+    `allowed` names the ends ("t_start", "t_end") it handles anyway."""
+    for name, value, fix in (
+        ("t_start", t_start, f"start at t_start < {t_start:g} (e.g. {t_start - 1e-3:g})"),
+        ("t_end", t_end, f"end at t_end > {t_end:g} (e.g. {t_end + 1e-3:g})"),
+    ):
+        lam = float(schedule.lambda_(value))
+        if name not in allowed and not math.isfinite(lam):
+            where = "alpha = 0" if lam < 0 else "sigma = 0"
+            raise ValueError(
+                f"{what} steps in log-SNR, which is infinite at {name}={value:g} on "
+                f"{schedule.name} ({where}): {fix}, or {remedy}"
+            )
 
 
 def _check_steps(steps, name: str = "steps") -> int:

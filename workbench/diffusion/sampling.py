@@ -32,7 +32,12 @@ from workbench.diffusion.core import (  # noqa: F401  (re-exported: where caller
     check_x_T,
     prior_noise,
 )
-from workbench.diffusion.grids import MAX_STEPS, check_ends, make_grid  # noqa: F401
+from workbench.diffusion.grids import (  # noqa: F401
+    MAX_STEPS,
+    check_ends,
+    check_finite_log_snr,
+    make_grid,
+)
 from workbench.diffusion.models import DiffusionModel
 from workbench.diffusion.reference import reference_solution  # noqa: F401
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
@@ -104,6 +109,9 @@ def sample(
         takes = ", ".join(spec.options) if spec.options else "no solver options"
         raise ValueError(f"{solver} does not take option {unknown[0]!r} (it takes {takes})")
     ts = make_grid(schedule, grid, steps, t_start, t_end, **grid_options)
+    ends = float(ts[0]), float(ts[-1])
+    what, allowed = SOLVERS.label(solver), spec.infinite_log_snr
+    check_finite_log_snr(schedule, *ends, what, "use solver='ddim'", allowed)
     path = [x_T.clone()] if trajectory else None
 
     def callback(i, x):

@@ -32,6 +32,9 @@ from workbench.registry import Registry
 LOWER_ORDER_FINAL_BELOW = 15
 
 SOLVERS: Registry[SolverSpec] = Registry("solver")
+# solvers in sigma / alpha (0 at a path's data end, infinite at its pure noise) may end at
+# sigma = 0 (lambda = +inf) but not start at alpha = 0; see SolverSpec.infinite_log_snr
+AT_DATA = ("t_end",)
 
 
 def register(
@@ -43,6 +46,7 @@ def register(
     accepts_corrector: bool = False,
     options: tuple[str, ...] = (),
     label: str | None = None,
+    infinite_log_snr: tuple[str, ...] = (),
 ):
     """Decorator: register `fn` as solver `name` (its docstring's first line describes it)."""
 
@@ -57,6 +61,7 @@ def register(
             stochastic,
             accepts_corrector,
             options,
+            infinite_log_snr,
         )
         SOLVERS.add(name, spec, label=label)
         return fn
@@ -96,10 +101,12 @@ def multistep(
     return x
 
 
-@register("ddim", orders=(1,), label="DDIM")
+@register("ddim", orders=(1,), label="DDIM", infinite_log_snr=("t_start", "t_end"))
 def ddim(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """DDIM (eta = 0): x_{i} = alpha_i x0_hat + sigma_i eps_hat, the first-order exponential
-    integrator; identical to Euler in the VE-equivalent sigma = sigma_t / alpha_t."""
+    integrator; identical to Euler in the VE-equivalent sigma = sigma_t / alpha_t, and to Euler
+    in t on a path whose alpha and sigma are affine in t (rectified, CondOT). It needs no
+    lambda, so it runs from a path's pure noise (alpha = 0) to its data (sigma = 0)."""
     for i in range(1, grid.steps + 1):
         x0, eps = ev(x, grid.ts[i - 1])
         x = grid.alphas[i] * x0 + grid.sigmas[i] * eps
@@ -437,14 +444,22 @@ class _IPNDM(_Predictor):
         return alphas[i] * y
 
 
-@register("ipndm", orders=(1, 2, 3, 4), accepts_corrector=True, label="iPNDM")
+@register(
+    "ipndm", orders=(1, 2, 3, 4), accepts_corrector=True, label="iPNDM", infinite_log_snr=AT_DATA
+)
 def ipndm(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """iPNDM (Zhang & Chen 2022; k-diffusion sample_ipndm): Adams-Bashforth on eps in
     x/alpha vs sigma/alpha with the fixed uniform-step coefficients and lower-order warm-up."""
     return multistep(ev, x, grid, opts, _IPNDM(grid, opts, variable=False))
 
 
-@register("ipndm_v", orders=(1, 2, 3, 4), accepts_corrector=True, label="iPNDM (variable step)")
+@register(
+    "ipndm_v",
+    orders=(1, 2, 3, 4),
+    accepts_corrector=True,
+    label="iPNDM (variable step)",
+    infinite_log_snr=AT_DATA,
+)
 def ipndm_v(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """iPNDM with variable-step Adams-Bashforth coefficients (k-diffusion sample_ipndm_v):
     full order on any grid, where fixed coefficients fall to order 2 on non-uniform steps."""
@@ -452,7 +467,7 @@ def ipndm_v(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> 
 
 
 # ------------------------------------------------------------------ single-step methods
-@register("heun", orders=(2,), label="Heun (EDM)")
+@register("heun", orders=(2,), label="Heun (EDM)", infinite_log_snr=AT_DATA)
 def heun(ev: Evaluator, x: torch.Tensor, grid: Grid, opts: SolverOptions) -> torch.Tensor:
     """EDM's Heun (Karras et al. 2022, Alg. 1 without churn) on x/alpha in sigma~ = sigma/alpha.
 
