@@ -15,9 +15,16 @@ import math
 import pytest
 import torch
 
-from workbench.diffusion import SOLVERS, VPSchedule, make_grid, reference_solution, sample
+from workbench.diffusion import (
+    SOLVERS,
+    DiffusionModel,
+    VPSchedule,
+    make_grid,
+    reference_solution,
+    sample,
+)
 from workbench.diffusion.dpm_solver_v3 import compute_ems
-from workbench.diffusion.paths import PATHS, AffinePath
+from workbench.diffusion.paths import PATHS, AffinePath, change_path
 from workbench.diffusion.reference import _solve_in_lambda, _solve_in_u
 from workbench.metrics import sliced_wasserstein
 from workbench.toy import GaussianMixture
@@ -315,3 +322,70 @@ def test_the_stochastic_solver_reaches_the_data_distribution_on_every_path(path)
     ]
     # measured: 0.4-0.6 at 2 steps, 0.06-0.08 at 20 (two finite sample sets of 800)
     assert distances[1] < 0.12 and distances[1] < distances[0] / 3, distances
+
+
+# ------------------------------------------------------------------ change_path
+def exact_velocity(mixture: GaussianMixture, path: AffinePath):
+    return mixture.denoiser(path).as_prediction("velocity")
+
+
+@pytest.mark.parametrize("source", list(PATHS))
+def test_change_path_turns_one_exact_velocity_into_another(path, source):
+    """Every ordered pair: the exact velocity of `source` as `path`'s is `path`'s exact velocity
+    wherever the two share a log-SNR; elsewhere it is refused."""
+    a = PATHS[source]()
+    changed, target = change_path(exact_velocity(RING, a), path), exact_velocity(RING, path)
+    lam_lo, lam_hi = float(a.lambda_(1.0)), float(a.lambda_(0.0))
+    x, shared = 2.0 * noise(16, 11), 0
+    for t in torch.linspace(1e-3, 1 - 1e-3, 41, dtype=DTYPE):
+        if lam_lo <= float(path.lambda_(t)) <= lam_hi:
+            assert max_difference(changed(x, t), target(x, t)) < 1e-10
+            shared += 1
+        else:
+            with pytest.raises(ValueError, match=r"outside .* the model.s path: change_path"):
+                changed(x, t)
+    assert shared >= 37  # CondOT's data end and VP's noise end cut at most 2 times each
+
+
+def test_change_path_refuses_a_noise_level_the_source_never_reaches():
+    changed = change_path(exact_velocity(RING, AffinePath.vp()), AffinePath.rectified())
+    with pytest.raises(ValueError, match=r"rectified at t=0\.999 has log-SNR/2 lambda=-6\.9"):
+        changed(noise(4), 0.999)
+
+
+def test_sampling_through_change_path_is_sampling_the_target_path():
+    cosine, x1 = AffinePath.cosine(), noise(32, 12)
+    changed = change_path(exact_velocity(RING, AffinePath.rectified()), cosine)
+    for steps in (1, 4, 16):
+        ours = sample(changed, x1, solver="ddim", steps=steps, grid="time_uniform")
+        direct = sample(
+            exact_velocity(RING, cosine), x1, solver="ddim", steps=steps, grid="time_uniform"
+        )
+        assert max_difference(ours.x, direct.x) < 1e-10
+    # the reference solve through it (on the smooth mixture: fewer adaptive steps)
+    changed = change_path(exact_velocity(SMOOTH, AffinePath.rectified()), cosine)
+    through = reference_solution(changed, x1, t_start=1.0, t_end=0.01)
+    direct = reference_solution(SMOOTH.denoiser(cosine), x1, t_start=1.0, t_end=0.01)
+    assert max_difference(through, direct) < 1e-8
+
+
+def test_change_path_is_the_scale_time_transform_for_any_velocity():
+    """Flow Matching guide's form, with x_B(t) = s(t) x_A(r(t)): u_B(x, t) = (s'/s) x +
+    s r' u_A(x / s, r), r = A.t_of_lambda(B.lambda_(t)) and s = alpha_B / alpha_A(r); s' and r'
+    by autograd. The model is an arbitrary (not exact) velocity, so this checks the algebra."""
+    a, b = AffinePath.rectified(), AffinePath.cosine()
+
+    def arbitrary(x, t):
+        return torch.sin(3 * x) * t + x.flip(-1) ** 2 - 0.5
+
+    model = DiffusionModel(arbitrary, "velocity", a, "arbitrary velocity")
+    changed, x = change_path(model, b), noise(8, 13)
+    for t in torch.linspace(0.05, 0.95, 10, dtype=DTYPE):
+        t = t.clone().requires_grad_(True)
+        r = a.t_of_lambda(b.lambda_(t))
+        s = (b.alpha(t) + b.sigma(t)) / (a.alpha(r) + a.sigma(r))
+        (dr,) = torch.autograd.grad(r, t, retain_graph=True)
+        (ds,) = torch.autograd.grad(s, t)
+        r, s, t = r.detach(), s.detach(), t.detach()
+        guide = (ds / s) * x + s * dr * arbitrary(x / s, r)
+        assert max_difference(changed(x, t), guide) < 1e-10
