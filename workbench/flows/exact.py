@@ -15,6 +15,11 @@ end, alpha = 0 at the noise end) where the forms through E[x_0 | x_t] divide 0 b
 
 The mixture is diagonal (all `GaussianMixture` supports), so each v_k is a vector and every
 matrix here is diagonal per component; full covariances would need the mixture to carry them.
+
+The ODE solves run in the rectified time u = sigma / (alpha + sigma) for z = x / (alpha + sigma),
+as `reference_solution`'s do at infinite log-SNR: there every affine path is the rectified one,
+dz/du = E[eps - x_0 | x_t], on a finite interval and without d sigma / dt (infinite at t = 0 on
+the VP path, where the velocity in t is therefore NaN at that one time: sigma sigma' is 0 * inf).
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from workbench.diffusion.core import check_x_T
+from workbench.diffusion.core import check_x_T, model_data_and_noise
 from workbench.diffusion.models import DiffusionModel
+from workbench.diffusion.reference import reference_solution
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
 from workbench.toy.mixture import GaussianMixture
 
-TOLERANCE = 1e-11  # rtol = atol of the ODE solves in t (as `reference_solution`'s)
+TOLERANCE = 1e-11  # rtol = atol of the ODE solves (as `reference_solution`'s)
 
 
 def exact_velocity(
@@ -39,11 +45,10 @@ def exact_velocity(
     """The marginal velocity u_t(x) = E[alpha' x_0 + sigma' eps | x_t = x] of the mixture
     (of p(x | label) if given) on `path`: a `DiffusionModel` with prediction "velocity",
     content-keyed by the mixture, the label and the path (so reference solutions memoize)."""
-    target = mixture if label is None else mixture.condition(label)
+    target = _target(mixture, label)
 
     def velocity(x, t):
-        resp, _, per_component, _ = _components(target, path, x, t)
-        return (resp[..., None] * per_component).sum(1)
+        return _conditional_mean(target, x, *_levels(path, t))
 
     name = "exact mixture velocity" + ("" if label is None else f" (label {label})")
     return DiffusionModel(velocity, "velocity", path, name, ("mixture velocity", mixture, label))
@@ -62,26 +67,42 @@ def velocity_divergence(
     g_k = -(x - alpha mu_k) / v_k is the component score and g, u the responsibility-weighted
     means: the same trace, written without the 1 / sigma^3 that is 0 / 0 at the data end.
     """
-    target = mixture if label is None else mixture.condition(label)
-    resp, scores, per_component, traces = _components(target, path, x, t)
-    mean_score = (resp[..., None] * scores).sum(1, keepdim=True)
-    mean_velocity = (resp[..., None] * per_component).sum(1, keepdim=True)
-    between = ((scores - mean_score) * (per_component - mean_velocity)).sum(-1)
-    return (resp * (traces + between)).sum(1)
+    return _mean_and_divergence(_target(mixture, label), x, *_levels(path, t))[1]
 
 
-def _components(mixture: GaussianMixture, path: NoiseSchedule, x: torch.Tensor, t):
-    """Per component at (x, t): responsibilities (N, K), scores g_k (N, K, D), velocities u_k
-    (N, K, D) and the traces of du_k/dx (K,)."""
+def _target(mixture: GaussianMixture, label: int | None) -> GaussianMixture:
+    return mixture if label is None else mixture.condition(label)
+
+
+def _levels(path: NoiseSchedule, t) -> tuple[torch.Tensor, ...]:
     t = torch.as_tensor(t, dtype=DTYPE)
-    alpha, sigma = path.alpha(t), path.sigma(t)
-    d_alpha, d_sigma = path.derivatives(t)
+    return (path.alpha(t), path.sigma(t), *path.derivatives(t))
+
+
+def _components(mixture: GaussianMixture, x, alpha, sigma, rate_x0, rate_eps):
+    """Per component, for W = rate_x0 x_0 + rate_eps eps given x_t = x (the velocity for the
+    path's (alpha', sigma'), the rectified-time drift eps - x_0 for (-1, 1)): responsibilities
+    (N, K), scores g_k (N, K, D), E[W | x, k] (N, K, D) and the traces of its Jacobian (K,)."""
     prior_var = mixture.stds**2  # (K, D)
     variances = alpha**2 * prior_var + sigma**2
-    rates = (alpha * d_alpha * prior_var + sigma * d_sigma) / variances  # v_k' / 2 v_k
+    gains = (alpha * rate_x0 * prior_var + sigma * rate_eps) / variances  # v_k' / 2 v_k
     diff = x[:, None, :] - alpha * mixture.means
     resp = mixture.responsibilities(x, alpha, sigma)
-    return resp, -diff / variances, d_alpha * mixture.means + rates * diff, rates.sum(-1)
+    return resp, -diff / variances, rate_x0 * mixture.means + gains * diff, gains.sum(-1)
+
+
+def _conditional_mean(mixture: GaussianMixture, x, *levels) -> torch.Tensor:
+    resp, _, means, _ = _components(mixture, x, *levels)
+    return (resp[..., None] * means).sum(1)
+
+
+def _mean_and_divergence(mixture: GaussianMixture, x, *levels):
+    """E[W | x_t = x] (N, D) and its divergence (N,) (W as in `_components`)."""
+    resp, scores, means, traces = _components(mixture, x, *levels)
+    mean_score = (resp[..., None] * scores).sum(1, keepdim=True)
+    mean = (resp[..., None] * means).sum(1, keepdim=True)
+    between = ((scores - mean_score) * (means - mean)).sum(-1)
+    return mean[:, 0], (resp * (traces + between)).sum(1)
 
 
 def flow_log_likelihood(
@@ -92,33 +113,41 @@ def flow_log_likelihood(
 ) -> torch.Tensor:
     """(N,) log p(x0) by the instantaneous change of variables along the exact flow.
 
-    Integrates dx/dt = u and d delta/dt = div u from the data end t_min to the noise end t_max
-    (one adaptive solve, see `_solve_in_t`), then log p(x0) = log p_tmax(x_T) + delta. The
-    density at t_max is the source N(0, sigma(t_max)^2 I) on a path that ends in pure noise
-    (alpha(t_max) = 0), the exact noised mixture otherwise. The answer is the log density at
-    t_min: mixture.log_prob(x0) when the path starts at the clean data, as the rectified path
-    does (a path with sigma(t_min) > 0 gives the slightly noised density there).
+    Integrates the flow and d delta = div from the data end t_min to the noise end t_max (in
+    the rectified time, see the module: dz/du = E[eps - x_0 | x_t] with its divergence in z),
+    then log p(x0) = log p_tmax(x_T) + delta + D log((alpha + sigma)(t_max) / (... )(t_min)).
+    The density at t_max is the source N(0, sigma(t_max)^2 I) on a path that ends in pure
+    noise (alpha(t_max) = 0), the exact noised mixture otherwise (VP). The answer is the log
+    density at t_min: mixture.log_prob(x0) when the path starts at the clean data (rectified,
+    VP, cosine); CondOT's sigma_min > 0 gives the data blurred by N(0, sigma_min^2) there.
     """
-    target = mixture if label is None else mixture.condition(label)
-    velocity = exact_velocity(target, path)
+    target = _target(mixture, label)
 
-    def divergence(x, t, _):
-        return velocity_divergence(target, path, x, t)
+    def field(x, t, scale):  # dz/du = E[eps - x_0 | x_t = x] and its divergence in z
+        drift, divergence = _mean_and_divergence(target, x, path.alpha(t), path.sigma(t), -1, 1)
+        return drift, scale * divergence
 
-    x_end, delta = _solve_in_t(velocity, x0, path.t_min, path.t_max, divergence)
+    x_end, delta = _solve_in_u(path, field, x0, path.t_min, path.t_max, with_rate=True)
     alpha_end, sigma_end = path.alpha(path.t_max), path.sigma(path.t_max)
-    return target.noised_log_prob(x_end, alpha_end, sigma_end) + delta
+    log_scales = torch.log(_scale(path, path.t_max)) - torch.log(_scale(path, path.t_min))
+    source = target.noised_log_prob(x_end, alpha_end, sigma_end)
+    return source + delta + x_end.shape[1] * log_scales
 
 
 def flow_map(model: DiffusionModel, x: torch.Tensor, t_from: float, t_to: float) -> torch.Tensor:
-    """The model's probability-flow ODE solution at t_to from x at t_from, either direction
-    (t_from > t_to runs toward the data); the exact 1-rectified coupling of noise x1 is
-    (flow_map(model, x1, t_max, t_min), x1)."""
+    """The model's probability-flow ODE solution at t_to from x at t_from, either direction.
+
+    Toward the data (t_to < t_from) it is `reference_solution` (memoized for content-keyed
+    models); toward the noise the same ODE in the same variables at the same tolerance. The
+    exact 1-rectified coupling of noise x1 is (flow_map(model, x1, t_max, t_min), x1).
+    """
     t_from, t_to = float(t_from), float(t_to)
     x = check_x_T(x).to(DTYPE)
+    if t_to < t_from:
+        return reference_solution(model, x, t_start=t_from, t_end=t_to)
     if t_to == t_from:
         return x.clone()
-    return _solve_in_t(model.as_prediction("velocity"), x, t_from, t_to)[0]
+    return _solve_in_u(model.schedule, _model_field(model), x, t_from, t_to)[0]
 
 
 def straightness(model: DiffusionModel, x1: torch.Tensor) -> float:
@@ -128,48 +157,81 @@ def straightness(model: DiffusionModel, x1: torch.Tensor) -> float:
     [t_min, t_max] (on which a straight trajectory moves at the constant (x_1 - x_0) / length).
     Since int v dt = x_1 - x_0 exactly, S = E int |v|^2 dt - E|x_1 - x_0|^2 / length: the
     kinetic energy rides along the ODE solve as one more state, so the quadrature is the
-    solver's own (adaptive DOP853 at `TOLERANCE`: absolute error ~1e-10, measured against the
-    single-Gaussian closed form in the tests; a fixed Gauss-Legendre rule in t converged only
-    to ~1e-4 on the ring, whose trajectories near a mode boundary turn sharply late). S = 0
-    exactly when every trajectory is a straight line run at constant speed.
+    solver's own (adaptive DOP853 at TOLERANCE: absolute error ~1e-13 against the single-Gaussian
+    closed form; a fixed 32-node Gauss-Legendre rule in t converged only to ~1e-4 on the ring,
+    whose trajectories near a mode boundary turn late and sharply). S = 0 exactly when every
+    trajectory is a straight line run at constant speed. It needs dx/dt finite on the whole
+    interval (not the VP path, whose sigma' is infinite at t = 0).
     """
     path = model.schedule
-    velocity = model.as_prediction("velocity")
+    x1 = check_x_T(x1).to(DTYPE)
 
-    def kinetic(x, t, v):
-        return (v**2).sum(-1)
+    def field(x, t, scale):  # dz/du and the kinetic energy's rate |dx/dt|^2 dt/du
+        alpha, sigma, d_alpha, d_sigma = _levels(path, t)
+        x0, eps = model_data_and_noise(model, x, t, path, alpha, sigma)
+        speed = ((d_alpha * x0 + d_sigma * eps) ** 2).sum(-1)
+        return eps - x0, speed * scale**2 / (alpha * d_sigma - sigma * d_alpha)
 
-    x0, energy = _solve_in_t(velocity, x1, path.t_max, path.t_min, kinetic)
+    x0, energy = _solve_in_u(path, field, x1, path.t_max, path.t_min, with_rate=True)
     length = path.t_max - path.t_min
-    x1 = x1.to(DTYPE)
-    # energy was accumulated from t_max down to t_min, hence its sign
+    # the energy was accumulated from the noise end down to the data end, hence its sign
     return float((-energy - ((x1 - x0) ** 2).sum(-1) / length).mean())
 
 
-def _solve_in_t(velocity: DiffusionModel, x, t_from: float, t_to: float, rate=None):
-    """(x at t_to, int_t_from^t_to rate dt) along dx/dt = velocity(x, t) from x at t_from.
+def _model_field(model: DiffusionModel):
+    """dz/du = eps - x_0 from the model's output (see `_solve_in_u`)."""
+    path = model.schedule
 
-    `rate(x, t, v) -> (N,)` is integrated beside the points (a log-density change, a kinetic
-    energy); scipy DOP853 (8th order, adaptive) in float64 at TOLERANCE, as the reference
-    solutions are.
+    def field(x, t, scale):
+        x0, eps = model_data_and_noise(model, x, t, path, path.alpha(t), path.sigma(t))
+        return eps - x0, None
+
+    return field
+
+
+def _scale(path: NoiseSchedule, t) -> torch.Tensor:
+    return path.alpha(t) + path.sigma(t)
+
+
+def _solve_in_u(path: NoiseSchedule, field, x, t_from: float, t_to: float, with_rate=False):
+    """(x at t_to, int rate du) along the flow from x at t_from, in the rectified time
+    u = sigma / (alpha + sigma) for z = x / (alpha + sigma).
+
+    `field(x, t, alpha + sigma) -> (dz/du = E[eps - x_0 | x_t = x], rate)`, the rate (N,) a
+    quantity integrated beside the points when `with_rate` (a log-density change, a kinetic
+    energy; one model call gives both). scipy DOP853 (8th order, adaptive) in float64 at
+    TOLERANCE, as `reference_solution`.
     """
     x = check_x_T(x).to(DTYPE)
     n, size = x.shape[0], x.numel()
+    extra = n if with_rate else 0
 
-    def rhs(t, state):
-        points = torch.from_numpy(state[:size]).reshape(x.shape)
-        v = velocity(points, t)
-        extra = rate(points, t, v).numpy() if rate is not None else np.zeros(0)
-        return np.concatenate([v.reshape(-1).numpy(), extra])
+    def rhs(u, state):
+        t = _time_of_u(path, u)
+        scale = _scale(path, t)
+        points = scale * torch.from_numpy(state[:size]).reshape(x.shape)
+        drift, rate = field(points, t, scale)
+        drift = drift.reshape(-1).numpy()
+        return np.concatenate([drift, rate.numpy()]) if with_rate else drift
 
-    start = np.concatenate([x.reshape(-1).numpy(), np.zeros(n if rate is not None else 0)])
+    def u_of(t):
+        return float(path.sigma(t) / _scale(path, t))
+
+    start = np.concatenate([(x / _scale(path, t_from)).reshape(-1).numpy(), np.zeros(extra)])
     solution = solve_ivp(
-        rhs, (t_from, t_to), start, method="DOP853", rtol=TOLERANCE, atol=TOLERANCE
+        rhs, (u_of(t_from), u_of(t_to)), start, method="DOP853", rtol=TOLERANCE, atol=TOLERANCE
     )
     if not solution.success:
         raise RuntimeError(f"the exact flow's ODE solve failed: {solution.message}")
     end = solution.y[:, -1]
-    return torch.from_numpy(end[:size]).reshape(x.shape), torch.from_numpy(end[size:])
+    x_end = _scale(path, t_to) * torch.from_numpy(end[:size]).reshape(x.shape)
+    return x_end, torch.from_numpy(end[size:])
+
+
+def _time_of_u(path: NoiseSchedule, u: float) -> torch.Tensor:
+    # u = 1 / (1 + e^lambda): lambda = log((1 - u) / u), +-inf at the ends exactly
+    lam = math.log1p(-u) - math.log(u) if 0 < u < 1 else (math.inf if u <= 0 else -math.inf)
+    return path.t_of_lambda(torch.tensor(lam, dtype=DTYPE))
 
 
 def transport_cost(x_data: torch.Tensor, x_noise: torch.Tensor) -> float:
