@@ -109,7 +109,7 @@ def sample(
         takes = ", ".join(spec.options) if spec.options else "no solver options"
         raise ValueError(f"{solver} does not take option {unknown[0]!r} (it takes {takes})")
     ts = make_grid(schedule, grid, steps, t_start, t_end, **grid_options)
-    ends = float(ts[0]), float(ts[-1])
+    ends = float(ts[0].detach()), float(ts[-1].detach())  # a fitted grid carries gradients
     what, allowed = SOLVERS.label(solver), spec.infinite_log_snr
     check_finite_log_snr(schedule, *ends, what, "use solver='ddim'", allowed)
     path = [x_T.clone()] if trajectory else None
