@@ -74,7 +74,7 @@ INSTRUMENT = r"""
   window.addEventListener('keydown', () => bench.keys.push(performance.now()), true);
   const decoder = new TextDecoder();
   const LAB_FIGURE = /"state"\s*:\s*\{\s*"figures"\s*:/;
-  const BOKEH_FIGURE = /"attr"\s*:\s*"(data|layout|relayout|restyle|data_sources)"/;
+  const BOKEH_FIGURE = /"attr"\s*:\s*"(figures|data|layout|relayout|restyle|data_sources)"/;
   const Native = window.WebSocket;
   function Instrumented(...args) {
     const socket = new Native(...args);

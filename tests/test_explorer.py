@@ -296,6 +296,10 @@ def test_importing_widgets_does_not_import_front_ends():
 # --------------------------------------------------------------------------------------------
 
 
+def shown_signal_y(view) -> np.ndarray:
+    return np.asarray(view.figures["signal"]["data"][0]["y"])
+
+
 def view_of(root):
     """The ExplorerView behind a rendered front end (an ipywidgets box or a Panel column)."""
     return root._explorer_view
@@ -382,9 +386,9 @@ def test_ipywidget_redraws_only_the_panels_that_changed():
 
 
 def test_figures_travel_as_json_with_binary_arrays():
-    from widgets._plot_grid import _to_json
+    from widgets._plot_grid import to_json
 
-    encoded = _to_json(
+    encoded = to_json(
         {
             "y": np.array([1, 2], dtype=np.int64),
             "z": np.arange(6.0).reshape(2, 3),
@@ -544,7 +548,10 @@ def test_panel_structure_and_servable(explorer):
     assert column.servable() is column
     assert set(view.control_widgets) == set(explorer.controls)
     assert view.control_widgets["amplitude"].label == "amplitude A (V)"
-    assert isinstance(view.plot_panes["signal"], pn.pane.Plotly)
+    from widgets._panel import PanelPlotGrid
+
+    assert isinstance(view.plots, PanelPlotGrid)  # JupyterLab's PlotGrid module, in Panel
+    assert [panel["name"] for panel in view.plots.panels] == list(explorer.panels)
     assert not view.error_widget.visible
     # The log slider moves in the exponent and maps back to the actual value.
     assert view.control_widgets["damping"].value == pytest.approx(math.log10(0.01))
@@ -553,15 +560,14 @@ def test_panel_structure_and_servable(explorer):
 
 def test_panel_continuous_control_change_updates_pane(explorer):
     view = view_of(explorer.panel())
-    pane = view.plot_panes["signal"]
     view.control_widgets["amplitude"].value = 0.5
-    np.testing.assert_allclose(pane.object["data"][0]["y"], expected_components(amplitude=0.5)[1])
+    np.testing.assert_allclose(shown_signal_y(view), expected_components(amplitude=0.5)[1])
     view.control_widgets["harmonics"].value = [1, 2]
-    assert len(view.plot_panes["components"].object["data"]) == 2
+    assert len(view.figures["components"]["data"]) == 2
     view.set_control("damping", 1.0)
     view.set_control("envelope", True)
     expected = expected_components(amplitude=0.5, harmonics=(1, 2), envelope=True, damping=1.0)
-    np.testing.assert_allclose(pane.object["data"][0]["y"], expected[1] + expected[2])
+    np.testing.assert_allclose(shown_signal_y(view), expected[1] + expected[2])
     assert "updated in" in view.status_widget.object
 
 
@@ -570,14 +576,13 @@ def test_panel_on_release_mode_uses_value_throttled():
 
     view = view_of(make_explorer(slow_compute).panel())
     assert not view.continuous
-    pane = view.plot_panes["signal"]
-    before = pane.object
+    before = view.figures["signal"]
     slider = view.control_widgets["amplitude"]
     slider.value = 0.5  # dragging: nothing recomputed yet
-    assert pane.object is before
+    assert view.figures["signal"] is before
     with param.edit_constant(slider):
         slider.value_throttled = 0.5  # released
-    np.testing.assert_allclose(pane.object["data"][0]["y"], expected_components(amplitude=0.5)[1])
+    np.testing.assert_allclose(shown_signal_y(view), expected_components(amplitude=0.5)[1])
 
 
 def test_panel_updates_reach_the_bokeh_models(explorer):
@@ -585,21 +590,24 @@ def test_panel_updates_reach_the_bokeh_models(explorer):
     view = view_of(column)
     column.get_root()  # what `panel serve` does for each session
     view.set_control("amplitude", 0.25)
-    pane = view.plot_panes["signal"]
-    (model, _), *_ = pane._models.values()
-    # Panel moves each trace's arrays into a ColumnDataSource, one row per trace.
-    (synced_y,) = model.data_sources[0].data["y"]
+    (model, _), *_ = view.plots._models.values()
+    # The grid's Bokeh model holds the figures as sent: arrays as typed bytes (binary frames).
+    signal = model.data.figures["signal"]
+    assert signal["revision"] == 1
+    y = signal["data"][0]["y"]
+    assert y["__ndarray__"] and isinstance(y["buffer"], bytes)
+    synced_y = np.frombuffer(y["buffer"], dtype=y["dtype"]).reshape(y["shape"])
     np.testing.assert_allclose(synced_y, expected_components(0.25)[1])
 
 
 def test_panel_compute_error_shows_alert_and_keeps_figure(explorer):
     view = view_of(explorer.panel())
     view.control_widgets["harmonics"].value = [1, 3]
-    before = view.plot_panes["signal"].object
+    before = view.figures["signal"]
     view.control_widgets["waveform"].value = "square"
     assert view.error_widget.visible
     assert "a square wave supports harmonics 1 and 2 only" in view.error_widget.object
-    assert view.plot_panes["signal"].object is before
+    assert view.figures["signal"] is before
     view.control_widgets["waveform"].value = "sine"
     assert not view.error_widget.visible
 
@@ -648,14 +656,12 @@ def test_plot_grid_lays_panels_two_by_two_and_wide_ones_alone():
 
 
 def test_panel_grid_selects_and_wide_panels():
-    from widgets._panel import _GRID_STYLES
+    from widgets._plot_grid import CSS
 
     view = view_of(long_label_explorer().panel())
-    grid = next(child for child in view.root if child.styles == _GRID_STYLES)
-    assert list(grid) == [view.plot_panes["a"], view.plot_panes["b"]]
-    assert "grid-column" not in view.plot_panes["a"].styles
-    assert view.plot_panes["b"].styles["grid-column"] == "1 / -1"
-    assert all(p.sizing_mode == "stretch_width" for p in view.plot_panes.values())
+    assert view.plots in list(view.root) and view.plots.sizing_mode == "stretch_width"
+    assert view.plots._stylesheets == [CSS]  # the grid CSS JupyterLab's PlotGrid uses
+    assert [(p["name"], p["wide"]) for p in view.plots.panels] == [("a", False), ("b", True)]
     assert view.control_widgets["method"].width == round(len(LONG_OPTION) * 7.5 + 40)
     assert view.control_widgets["method"].styles == {"max-width": "100%"}
 
@@ -678,12 +684,6 @@ def wait_until(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
-
-
-def shown_signal_y(view) -> np.ndarray:
-    if hasattr(view, "plots"):
-        return np.asarray(view.figures["signal"]["data"][0]["y"])
-    return np.asarray(view.plot_panes["signal"].object["data"][0]["y"])
 
 
 @pytest.mark.parametrize("frontend", ["ipywidget", "panel"])
@@ -713,10 +713,7 @@ def test_moves_during_a_slow_update_coalesce_to_the_latest(frontend):
 
 def busy_shown(view) -> tuple[str, bool]:
     """(the note over the figures, whether they are dimmed) as the front end shows them."""
-    if hasattr(view, "plots"):
-        return view.plots.status, view.plots.status != ""
-    dimmed = all(pane.loading for pane in view.plot_panes.values())
-    return (view.busy_widget.object if view.busy_widget.visible else ""), dimmed
+    return view.plots.status, view.plots.status != ""
 
 
 @pytest.mark.parametrize("frontend", ["ipywidget", "panel"])

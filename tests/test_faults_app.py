@@ -415,7 +415,7 @@ def test_the_page_shows_computing_then_its_explorer():
         assert time.monotonic() < deadline, "the explorer never replaced the note"
         time.sleep(0.05)
     view = page[1]._explorer_view
-    assert view.background and view.plot_panes["p"].object["data"][0]["y"] == [0.0, 0.25]
+    assert view.background and view.figures["p"]["data"][0]["y"] == [0.0, 0.25]
 
 
 def test_the_index_and_page_headers_show_math_as_symbols():

@@ -189,7 +189,7 @@ class IpyExplorerView(ExplorerView):
     @property
     def figures(self) -> dict[str, dict[str, Any]]:
         """The figure dict each panel shows (what was last sent to the browser)."""
-        return self.plots.figures
+        return self.plots.shown
 
     def show_static_figures(self) -> None:
         """Display the initial figures as plotly figures (kept by an executed notebook and its

@@ -1,41 +1,31 @@
 """Panel front end of an Explorer, for ``panel serve`` (and Panel in a notebook).
 
-Built without a running server: widgets and panes are plain Panel objects, and each update
-sets ``pn.pane.Plotly.object`` to the new figure dict (Panel sends it to plotly.js, which
-diffs it with ``Plotly.react``).
+Built without a running server: widgets are plain Panel objects, and the figures are one
+`PanelPlotGrid`, JupyterLab's `PlotGrid` module (widgets/_plot_grid.js) run through Panel's
+anywidget adapter: an update is one message holding the changed figures (arrays as binary
+buffers), each drawn once with ``Plotly.react``. (``pn.pane.Plotly`` per panel cost more: the
+whole figure went through Bokeh's document model on every move and each pane was drawn twice,
+once for its data and once for its layout.)
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import panel as pn
 import param
 from bokeh.models import CustomJSTickFormatter
 
+from ._plot_grid import CSS, first_revisions, next_revisions, plotly_source, to_json
 from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
 
 _SLIDER_WIDTH = 340
 # A select as wide as its longest option (about 7.5 px a character, 40 px of arrow and padding)
 _SELECT_CHAR_PX, _SELECT_PAD_PX, _SELECT_MIN_PX, _SELECT_MAX_PX = 7.5, 40, 200, 560
 _STATUS_STYLES = {"color": "#888", "font-size": "0.85em"}
-_BUSY_STYLES = {
-    "color": "#5b4100",
-    "background": "#fff6dc",
-    "border": "1px solid #e0b252",
-    "border-radius": "4px",
-    "padding": "2px 12px",
-    "font-weight": "600",
-}
-# Two panels per row where each gets 460 px, one where not; "wide" panels a row of their own.
-_GRID_STYLES = {
-    "display": "grid",
-    "grid-template-columns": "repeat(auto-fit, minmax(min(460px, 100%), 1fr))",
-    "gap": "4px 12px",
-    "width": "100%",
-}
 _FORMAT_SPEC = re.compile(r"^\.(\d+)([efg])$")
 # An Alert renders Markdown; a solver named dpm_solver_2m must not turn into italics.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
@@ -144,6 +134,33 @@ def _conversions(control: Control) -> tuple[Callable[[Any], Any], Callable[[Any]
     return _same, _same
 
 
+class PanelPlotGrid(pn.custom.AnyWidgetComponent):
+    """An explorer's figure panels in Panel: the same browser module, state and `show` as
+    JupyterLab's `PlotGrid` (``figures`` maps panel name -> figure dict with a revision)."""
+
+    _esm = Path(__file__).with_name("_plot_grid.js")
+    _stylesheets = [CSS]  # noqa: RUF012  (Panel's own class attribute)
+    plotly_js = param.String(default=plotly_source(), doc="plotly.js, evaluated once per page")
+    panels = param.List(doc='[{"name", "height", "wide"}] in display order')
+    # panel name -> figure dict with its revision, as sent (arrays as {"__ndarray__", dtype,
+    # shape, buffer} with bytes buffers: Bokeh sends those as binary frames)
+    figures = param.Dict()
+    status = param.String(default="", doc="non-empty: the figures are dimmed under this note")
+
+    def __init__(self, figures: dict[str, dict[str, Any]], **params: Any) -> None:
+        super().__init__(figures=to_json(figures, bytes), **params)
+        self.shown = figures  # what the panels show, as given (numpy arrays)
+
+    def show(self, figures: dict[str, dict[str, Any]]) -> list[str]:
+        """Show these figures (the changed ones in one message); the names of those that
+        changed."""
+        shown, changed = next_revisions(self.shown, figures)
+        if changed:
+            self.shown = shown
+            self.figures = to_json(shown, bytes)
+        return changed
+
+
 def _in_a_served_session() -> bool:
     doc = pn.state.curdoc
     return doc is not None and doc.session_context is not None
@@ -164,18 +181,22 @@ class PanelExplorerView(ExplorerView):
             name: _control_widget(control, values[name])
             for name, control in explorer.controls.items()
         }
-        self.plot_panes: dict[str, pn.pane.Plotly] = {
-            name: self._plot_pane(name, figure) for name, figure in self.initial_figures().items()
-        }
+        panels = [
+            {"name": name, "height": panel.height, "wide": panel.wide}
+            for name, panel in explorer.panels.items()
+        ]
+        self.plots = PanelPlotGrid(
+            panels=panels,
+            figures=first_revisions(self.initial_figures()),
+            sizing_mode="stretch_width",
+        )
         self.error_widget = pn.pane.Alert("", alert_type="danger", visible=False, margin=(4, 10))
-        self.busy_widget = pn.pane.HTML("", styles=_BUSY_STYLES, visible=False, margin=(4, 10))
         self.status_widget = pn.pane.HTML("", styles=_STATUS_STYLES, margin=(0, 10))
         self.root = pn.Column(
             self._header(),
             pn.FlexBox(*self.control_widgets.values(), align_items="flex-end"),
             self.error_widget,
-            self.busy_widget,
-            pn.Column(*self.plot_panes.values(), styles=_GRID_STYLES, sizing_mode="stretch_width"),
+            self.plots,
             self.status_widget,
             sizing_mode="stretch_width",
         )
@@ -193,16 +214,10 @@ class PanelExplorerView(ExplorerView):
             text += f"\n\n{self.explorer.description}"
         return pn.pane.Markdown(text, sizing_mode="stretch_width")
 
-    def _plot_pane(self, name: str, figure: dict[str, Any]) -> pn.pane.Plotly:
-        panel = self.explorer.panels[name]
-        styles = {"min-width": "0", **({"grid-column": "1 / -1"} if panel.wide else {})}
-        return pn.pane.Plotly(
-            _without_width(figure),
-            height=panel.height,
-            sizing_mode="stretch_width",
-            styles=styles,
-            config={"responsive": True, "displaylogo": False},
-        )
+    @property
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """The figure dict each panel shows (what was last sent to the browser)."""
+        return self.plots.shown
 
     def _is_throttled(self, name: str) -> bool:
         return isinstance(self.explorer.controls[name], Slider) and not self.continuous
@@ -239,11 +254,9 @@ class PanelExplorerView(ExplorerView):
 
     def apply_figures(self, update: Update) -> None:
         assert update.figures is not None
-        # hold() sends all panes' changes to the browser as one message (on the session's
-        # thread; from the worker, Panel schedules each change onto the session's loop).
-        with pn.io.hold():
-            for name, pane in self.plot_panes.items():
-                pane.object = _without_width(update.figures[name])
+        # One message (on the session's thread; from the worker, Panel schedules the change
+        # onto the session's loop); the browser redraws the changed panels.
+        self.plots.show(update.figures)
 
     def show_error(self, message: str | None) -> None:
         self.error_widget.object = _MARKDOWN_SPECIAL.sub(r"\\\1", message or "")
@@ -253,13 +266,6 @@ class PanelExplorerView(ExplorerView):
         self.status_widget.object = text
 
     def show_busy(self, text: str | None) -> None:
-        for pane in self.plot_panes.values():
-            pane.loading = text is not None  # Panel dims the pane under a spinner
-        self.busy_widget.object = text or ""
-        self.busy_widget.visible = text is not None
-
-
-def _without_width(figure: dict[str, Any]) -> dict[str, Any]:
-    """The figure sized by its pane (the grid cell), whatever width its layout asks for."""
-    layout = {key: value for key, value in figure["layout"].items() if key != "width"}
-    return {**figure, "layout": {**layout, "autosize": True}}
+        self.plots.status = text or ""  # the grid dims its figures under this note
+        if text is not None:
+            self.show_status(text)

@@ -4,7 +4,11 @@
 // each is drawn with Plotly.react, which diffs it against what is on screen. Panels sit in a
 // CSS grid (two per row where there is room, one where not, "wide" ones a row of their own)
 // and resize with their cell. `status` non-empty dims the figures under a "computing..." note.
-// plotly.js arrives as the widget's `_plotly_js` text and is evaluated once per page, when the
+// The same module draws the served Panel app's figures (widgets/_panel.py, through Panel's
+// anywidget adapter): there values arrive decoded by Bokeh (dicts as Maps, arrays as typed
+// arrays with a shape) and the grid lives in a shadow root, which plotly.js's global styles
+// do not reach, so they are copied in.
+// plotly.js arrives as the widget's `plotly_js` text and is evaluated once per page, when the
 // first view renders (anywidget gives a module 2 s to load: a module holding plotly.js missed
 // that on a busy machine and the widget never drew).
 
@@ -21,8 +25,12 @@ const TYPED_ARRAYS = {
 
 function ndarray({ dtype, shape, buffer }) {
   // A copy: a typed array needs an aligned offset, a message's buffer may not give one.
-  const bytes = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
-  const flat = new TYPED_ARRAYS[dtype](bytes);
+  const view = buffer instanceof ArrayBuffer ? new DataView(buffer) : buffer;
+  const bytes = view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength);
+  return shaped(new TYPED_ARRAYS[dtype](bytes), shape);
+}
+
+function shaped(flat, shape) {
   if (shape.length <= 1) {
     return flat;
   }
@@ -38,7 +46,15 @@ function ndarray({ dtype, shape, buffer }) {
   return rows(0, shape);
 }
 
+// Bokeh decodes a dict as a Map; ipywidgets as an object.
+function plain(value) {
+  return value instanceof Map ? Object.fromEntries(value) : value;
+}
+
 function decode(value) {
+  if (value instanceof Map) {
+    return decode(plain(value));
+  }
   if (Array.isArray(value)) {
     return value.map(decode);
   }
@@ -61,7 +77,7 @@ function loadPlotly(model) {
   if (!globalThis.__workbenchPlotly) {
     const module = { exports: {} };
     // The UMD bundle assigns module.exports when given a CommonJS module.
-    new Function("module", "exports", "define", model.get("_plotly_js"))(
+    new Function("module", "exports", "define", model.get("plotly_js"))(
       module,
       module.exports,
       undefined,
@@ -69,6 +85,31 @@ function loadPlotly(model) {
     globalThis.__workbenchPlotly = module.exports;
   }
   return globalThis.__workbenchPlotly;
+}
+
+// plotly.js keeps its styles in <style id="plotly.js-style-..."> sheets of the document head,
+// filled rule by rule; a grid in a shadow root gets a copy of their rules after each draw
+// (plotly adds rules as it first meets a feature: the modebar, a legend).
+function shareStyles(el) {
+  const root = el.getRootNode();
+  if (!(root instanceof ShadowRoot)) {
+    return;
+  }
+  for (const sheet of document.head.querySelectorAll("style[id^='plotly.js-style']")) {
+    const id = `wb-copy-${sheet.id}`;
+    const rules = Array.from(sheet.sheet ? sheet.sheet.cssRules : [], (r) => r.cssText);
+    let copy = root.getElementById(id);
+    if (copy && copy.dataset.rules === String(rules.length)) {
+      continue;
+    }
+    if (!copy) {
+      copy = document.createElement("style");
+      copy.id = id;
+      root.appendChild(copy);
+    }
+    copy.textContent = rules.join("\n");
+    copy.dataset.rules = String(rules.length);
+  }
 }
 
 function render({ model, el }) {
@@ -93,9 +134,9 @@ function render({ model, el }) {
   let drawn = false;
   const revisions = new Map(); // panel -> the revision on screen
   const draw = () => {
-    const figures = model.get("figures");
+    const figures = plain(model.get("figures"));
     for (const [name, plot] of plots) {
-      const figure = figures[name];
+      const figure = plain(figures[name]);
       if (figure === undefined || (drawn && revisions.get(name) === figure.revision)) {
         continue; // unchanged: redrawing would cost a full plotly.js recompute for nothing
       }
@@ -106,6 +147,7 @@ function render({ model, el }) {
       Plotly.react(plot, data, { uirevision: name, ...sized, autosize: true }, CONFIG);
     }
     drawn = true;
+    shareStyles(el);
   };
   const showStatus = () => {
     const status = model.get("status");

@@ -23,7 +23,7 @@ import traitlets
 CONTROLS_CLASS = "wb-controls"
 
 # Two panels per row where each gets 460 px, one where not (never wider than the column).
-_CSS = """
+CSS = """
 .wb-plot-grid {
   display: grid;
   grid-template-columns: repeat(auto-fit, minmax(min(460px, 100%), 1fr));
@@ -54,7 +54,7 @@ _CSS = """
 """
 
 
-def _plotly_source() -> str:
+def plotly_source() -> str:
     """plotly.js as shipped with the plotly package (a UMD bundle, evaluated by the module)."""
     return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
 
@@ -63,31 +63,32 @@ def _plotly_source() -> str:
 _TYPED = {"f8", "f4", "i4", "i2", "i1", "u4", "u2", "u1"}
 
 
-def _array_to_json(array: np.ndarray) -> Any:
+def _array_to_json(array: np.ndarray, buffer: type = memoryview) -> Any:
     if array.dtype.kind in "iu" and array.dtype.itemsize == 8:
         array = array.astype(np.float64)  # JavaScript has no 64-bit integer typed array here
     elif array.dtype.kind == "f" and array.dtype.itemsize not in (4, 8):
         array = array.astype(np.float64)
     code = f"{array.dtype.kind}{array.dtype.itemsize}"
     if code not in _TYPED:
-        return _to_json(array.tolist())
+        return to_json(array.tolist(), buffer)
     contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     return {
         "__ndarray__": True,
         "dtype": str(contiguous.dtype.name),
         "shape": list(contiguous.shape),
-        "buffer": memoryview(contiguous.reshape(-1)).cast("B"),
+        "buffer": buffer(memoryview(contiguous.reshape(-1)).cast("B")),
     }
 
 
-def _to_json(value: Any) -> Any:
-    """A figure dict as JSON-able values, numpy arrays as binary buffers, NaN/inf as null."""
+def to_json(value: Any, buffer: type = memoryview) -> Any:
+    """A figure dict as JSON-able values, numpy arrays as binary buffers (`buffer`: memoryview
+    for ipywidgets, bytes for Bokeh), NaN/inf as null."""
     if isinstance(value, np.ndarray):
-        return _array_to_json(value)
+        return _array_to_json(value, buffer)
     if isinstance(value, dict):
-        return {str(key): _to_json(item) for key, item in value.items()}
+        return {str(key): to_json(item, buffer) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_json(item) for item in value]
+        return [to_json(item, buffer) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -96,7 +97,7 @@ def _to_json(value: Any) -> Any:
 
 
 def _figures_to_json(figures: dict[str, Any], _widget: Any) -> dict[str, Any]:
-    return _to_json(figures)
+    return to_json(figures)
 
 
 def same_nested_value(a: Any, b: Any) -> bool:
@@ -128,28 +129,41 @@ class PlotGrid(anywidget.AnyWidget):
     # module with plotly.js inlined (4.8 MB) missed on a busy machine, leaving a dead widget.
     # plotly.js travels as state instead and is evaluated once per page, in render().
     _esm = Path(__file__).with_name("_plot_grid.js")
-    _css = _CSS
-    _plotly_js = traitlets.Unicode(_plotly_source()).tag(sync=True)
+    _css = CSS
+    plotly_js = traitlets.Unicode(plotly_source()).tag(sync=True)
     # [{"name", "height", "wide"}] in display order
     panels = traitlets.List().tag(sync=True)
     figures = traitlets.Dict().tag(sync=True, to_json=_figures_to_json)
     # non-empty: the figures are dimmed under this note ("computing...")
     status = traitlets.Unicode("").tag(sync=True)
 
+    @property
+    def shown(self) -> dict[str, dict[str, Any]]:
+        """What the panels show (figure dicts with their revisions)."""
+        return self.figures
+
     def show(self, figures: dict[str, dict[str, Any]]) -> list[str]:
         """Show these figures (every panel's, in one message); the names of those that changed."""
-        shown, changed = {}, []
-        for name, figure in figures.items():
-            old = self.figures.get(name)
-            if old is not None and same_nested_value(_without_revision(old), figure):
-                shown[name] = old
-                continue
-            revision = 0 if old is None else old["revision"] + 1
-            shown[name] = {**figure, "revision": revision}
-            changed.append(name)
+        shown, changed = next_revisions(self.figures, figures)
         if changed:
             self.figures = shown
         return changed
+
+
+def next_revisions(
+    shown: dict[str, dict[str, Any]], figures: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(what to show, the panels that changed): a changed figure's revision is raised, an
+    unchanged one is kept as shown (same revision: the browser leaves it alone)."""
+    out, changed = {}, []
+    for name, figure in figures.items():
+        old = shown.get(name)
+        if old is not None and same_nested_value(_without_revision(old), figure):
+            out[name] = old
+            continue
+        out[name] = {**figure, "revision": 0 if old is None else old["revision"] + 1}
+        changed.append(name)
+    return out, changed
 
 
 def first_revisions(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

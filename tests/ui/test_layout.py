@@ -1,6 +1,8 @@
 """Nothing a reader sees is wider than its place at 1280 px: every explorer in the served app,
 and in JupyterLab with the file browser open, and (given a SMOKE run folder) every output of
 every executed notebook. Screenshots: runs/ui/layout-panel-<slug>.png, layout-lab-<slug>.png.
+On the same visit each served page's main control is moved and its figure must change (one
+page load per topic for both checks: CI's time goes to browsers and kernels).
 
 What is covered by default: each topic's explorer, live (its SMOKE explorer in a one-cell
 notebook in Lab; its served page), which is where the fixed ~1070 px figures were. The
@@ -27,6 +29,7 @@ from chromium import (
     run_all_cells,
     screenshot,
 )
+from conftest import move_slider_and_wait_for_figure
 from servers import jupyter_lab, lab_ready, panel_app, serving, shut_down_kernels
 
 from widgets.topics import TOPICS
@@ -110,13 +113,19 @@ def label_of(entry) -> str:
 
 
 @pytest.mark.parametrize("entry", TOPICS, ids=[t.slug for t in TOPICS])
-def test_served_explorer_fits_1280_px(narrow_page, served, entry):
+def test_served_explorer_fits_1280_px_and_its_control_moves_its_figure(narrow_page, served, entry):
     page = narrow_page
     page.goto(f"{served}/{entry.slug}")
     panel_slider(page, label_of(entry)).wait_for(timeout=EXPLORER_TIMEOUT_MS)
     page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=EXPLORER_TIMEOUT_MS)
     page.wait_for_timeout(1_000)  # figures resize to their cells after the first draw
     screenshot(page, f"layout-panel-{entry.slug}")
+    assert overflows(page, "body") == []
+    slider = panel_slider(page, label_of(entry))
+    title_before = slider.locator(".bk-slider-title").inner_text()
+    figure = page.locator(".js-plotly-plot").first
+    move_slider_and_wait_for_figure(page, slider.locator(".noUi-handle"), figure)
+    assert slider.locator(".bk-slider-title").inner_text() != title_before
     assert overflows(page, "body") == []
 
 
