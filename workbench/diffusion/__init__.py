@@ -12,7 +12,7 @@ from workbench.diffusion.guidance import (
 )
 from workbench.diffusion.learned import FittedGrid, fit_grid
 from workbench.diffusion.models import PREDICTIONS, DiffusionModel, convert
-from workbench.diffusion.paths import AffinePath
+from workbench.diffusion.paths import PATHS, AffinePath, change_path
 from workbench.diffusion.sampling import (
     SOLVERS,
     Evaluator,
@@ -38,6 +38,7 @@ from workbench.diffusion.smc import ParticleResult, fk_smc, svdd
 __all__ = [
     "GRIDS",
     "GUIDANCE",
+    "PATHS",
     "PREDICTIONS",
     "SCHEDULES",
     "SOLVERS",
@@ -58,6 +59,7 @@ __all__ = [
     "VPSchedule",
     "autoguidance",
     "cfg",
+    "change_path",
     "classifier_guidance",
     "convert",
     "fit_grid",

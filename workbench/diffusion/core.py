@@ -75,14 +75,10 @@ def model_data_and_noise(model: DiffusionModel, x, t, schedule: NoiseSchedule, a
 
 
 def _data_and_noise(model: DiffusionModel, output, x, t, schedule, alpha, sigma):
-    """A model output as (x_0, eps). At sigma = 0 (a path's data end) a data prediction implies
-    eps = 0: the limit of (x - alpha x_0) / sigma = -sigma * score for a model with x_0 = x / alpha
-    there (the exact denoiser of any smooth density), where the formula is 0 / 0."""
+    """A model output as (x_0, eps) (at sigma = 0 a data prediction implies eps = 0: see
+    `to_data_and_noise`)."""
     derivatives = schedule.derivatives(t) if model.prediction == "velocity" else (None, None)
-    x0, eps = to_data_and_noise(output, model.prediction, x, alpha, sigma, *derivatives)
-    if model.prediction == "data" and bool((torch.as_tensor(sigma) == 0).all()):
-        eps = torch.zeros_like(x0)
-    return x0, eps
+    return to_data_and_noise(output, model.prediction, x, alpha, sigma, *derivatives)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ def to_data_and_noise(output, kind, x, alpha, sigma, d_alpha=None, d_sigma=None)
     if kind == "noise":
         return (x - sigma * output) / alpha, output
     if kind == "data":
+        if bool((torch.as_tensor(sigma) == 0).all()):
+            # a path's data end: (x - alpha x_0) / sigma is 0 / 0 there, and its limit
+            # (-sigma * score for a model with x_0 = x / alpha, the exact denoiser of any
+            # smooth density) is 0
+            return output, torch.zeros_like(output)
         return output, (x - alpha * output) / sigma
     if kind == "v":
         norm = alpha**2 + sigma**2
