@@ -144,3 +144,11 @@ def test_statistics_travel_through_the_solver_options(ring_model, ring_ems):
     # the same mixture's denoiser built again has the same content: its statistics are found
     twin = GaussianMixture.ring().denoiser(VPSchedule.linear_ddpm())
     assert twin is not ring_model and v3.get_ems(twin, dim=2) is ring_ems
+
+
+def test_default_statistics_range_refuses_a_path_with_infinite_log_snr():
+    from workbench.diffusion import AffinePath
+    from workbench.diffusion.dpm_solver_v3 import default_stat_lambdas
+
+    with pytest.raises(ValueError, match="infinite log-SNR at an end"):
+        default_stat_lambdas(AffinePath.rectified())

@@ -143,9 +143,15 @@ def _statistics_at(model, base, t_base, noise, lam) -> tuple[torch.Tensor, ...]:
 
 
 def default_stat_lambdas(schedule: NoiseSchedule, n: int = DEFAULT_STAT_LAMBDAS) -> torch.Tensor:
-    return torch.linspace(
-        float(schedule.lambda_(schedule.t_max)), float(schedule.lambda_(schedule.t_min)), n
-    ).to(DTYPE)
+    """n uniform log-SNRs over the schedule's range, refused where it is infinite (a flow path
+    reaches pure noise and clean data: the statistics need the solve's own finite range)."""
+    low, high = float(schedule.lambda_(schedule.t_max)), float(schedule.lambda_(schedule.t_min))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"{schedule.name} has infinite log-SNR at an end of [t_min, t_max]: compute the "
+            "DPM-Solver-v3 statistics on the solve's range (compute_ems(..., lambdas=...))"
+        )
+    return torch.linspace(low, high, n).to(DTYPE)
 
 
 def _base_samples(model, data, dim, n_samples, generator) -> tuple[torch.Tensor, float | None]:
