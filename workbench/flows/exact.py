@@ -19,7 +19,7 @@ matrix here is diagonal per component; full covariances would need the mixture t
 The ODE solves run in the rectified time u = sigma / (alpha + sigma) for z = x / (alpha + sigma),
 as `reference_solution`'s do at infinite log-SNR: there every affine path is the rectified one,
 dz/du = E[eps - x_0 | x_t], on a finite interval and without d sigma / dt (infinite at t = 0 on
-the VP path, where the velocity in t is therefore NaN at that one time: sigma sigma' is 0 * inf).
+the VP path; the velocity in t needs only sigma sigma', finite there, see `_levels`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from workbench.diffusion.core import check_x_T, model_data_and_noise
+from workbench.diffusion.core import ModelOutputError, check_x_T, model_data_and_noise
 from workbench.diffusion.models import DiffusionModel
 from workbench.diffusion.reference import reference_solution
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
 from workbench.toy.mixture import GaussianMixture
 
 TOLERANCE = 1e-11  # rtol = atol of the ODE solves (as `reference_solution`'s)
+LIMIT_STEP = 1e-12  # how far inside the path a one-sided limit is taken (see `_levels`)
 
 
 def exact_velocity(
@@ -75,17 +76,28 @@ def _target(mixture: GaussianMixture, label: int | None) -> GaussianMixture:
 
 
 def _levels(path: NoiseSchedule, t) -> tuple[torch.Tensor, ...]:
+    """(alpha, sigma, alpha', sigma sigma') at t: the velocity needs sigma' only through
+    sigma sigma' = (sigma^2)' / 2, which stays finite where sigma' does not (the VP path's
+    t = 0, sigma ~ sqrt(beta_min t)). There, 0 * inf is replaced by its value LIMIT_STEP inside
+    the path: sigma sigma' is smooth in t, so that one-sided limit is off by ~1e-12 relative."""
     t = torch.as_tensor(t, dtype=DTYPE)
-    return (path.alpha(t), path.sigma(t), *path.derivatives(t))
+    alpha, sigma = path.alpha(t), path.sigma(t)
+    d_alpha, d_sigma = path.derivatives(t)
+    sigma_rate = sigma * d_sigma
+    if not bool(torch.isfinite(sigma_rate)):
+        inside = t + LIMIT_STEP if float(t) - path.t_min < path.t_max - float(t) else t - LIMIT_STEP
+        sigma_rate = path.sigma(inside) * path.derivatives(inside)[1]
+    return alpha, sigma, d_alpha, sigma_rate
 
 
-def _components(mixture: GaussianMixture, x, alpha, sigma, rate_x0, rate_eps):
-    """Per component, for W = rate_x0 x_0 + rate_eps eps given x_t = x (the velocity for the
-    path's (alpha', sigma'), the rectified-time drift eps - x_0 for (-1, 1)): responsibilities
-    (N, K), scores g_k (N, K, D), E[W | x, k] (N, K, D) and the traces of its Jacobian (K,)."""
+def _components(mixture: GaussianMixture, x, alpha, sigma, rate_x0, sigma_rate_eps):
+    """Per component, for W = rate_x0 x_0 + rate_eps eps given x_t = x, with sigma_rate_eps =
+    sigma rate_eps (the velocity for the path's alpha', sigma', the rectified-time drift
+    eps - x_0 for -1, 1): responsibilities (N, K), scores g_k (N, K, D), E[W | x, k] (N, K, D)
+    and the traces of its Jacobian (K,)."""
     prior_var = mixture.stds**2  # (K, D)
     variances = alpha**2 * prior_var + sigma**2
-    gains = (alpha * rate_x0 * prior_var + sigma * rate_eps) / variances  # v_k' / 2 v_k
+    gains = (alpha * rate_x0 * prior_var + sigma_rate_eps) / variances  # v_k' / 2 v_k
     diff = x[:, None, :] - alpha * mixture.means
     resp = mixture.responsibilities(x, alpha, sigma)
     return resp, -diff / variances, rate_x0 * mixture.means + gains * diff, gains.sum(-1)
@@ -124,7 +136,8 @@ def flow_log_likelihood(
     target = _target(mixture, label)
 
     def field(x, t, scale):  # dz/du = E[eps - x_0 | x_t = x] and its divergence in z
-        drift, divergence = _mean_and_divergence(target, x, path.alpha(t), path.sigma(t), -1, 1)
+        alpha, sigma = path.alpha(t), path.sigma(t)
+        drift, divergence = _mean_and_divergence(target, x, alpha, sigma, -1.0, sigma)
         return drift, scale * divergence
 
     x_end, delta = _solve_in_u(path, field, x0, path.t_min, path.t_max, with_rate=True)
@@ -160,17 +173,21 @@ def straightness(model: DiffusionModel, x1: torch.Tensor) -> float:
     solver's own (adaptive DOP853 at TOLERANCE: absolute error ~1e-13 against the single-Gaussian
     closed form; a fixed 32-node Gauss-Legendre rule in t converged only to ~1e-4 on the ring,
     whose trajectories near a mode boundary turn late and sharply). S = 0 exactly when every
-    trajectory is a straight line run at constant speed. It needs dx/dt finite on the whole
-    interval (not the VP path, whose sigma' is infinite at t = 0).
+    trajectory is a straight line run at constant speed. Where sigma' is infinite (the VP
+    path's t = 0) dt/du = 0 and the energy's rate is 0; a velocity model cannot be converted
+    to (x_0, eps) there (`to_data_and_noise` divides inf by inf), a data model can.
     """
     path = model.schedule
     x1 = check_x_T(x1).to(DTYPE)
 
     def field(x, t, scale):  # dz/du and the kinetic energy's rate |dx/dt|^2 dt/du
-        alpha, sigma, d_alpha, d_sigma = _levels(path, t)
-        x0, eps = model_data_and_noise(model, x, t, path, alpha, sigma)
-        speed = ((d_alpha * x0 + d_sigma * eps) ** 2).sum(-1)
-        return eps - x0, speed * scale**2 / (alpha * d_sigma - sigma * d_alpha)
+        alpha, sigma = path.alpha(t), path.sigma(t)
+        d_alpha, d_sigma = path.derivatives(t)
+        x0, eps = _model_data_and_noise(model, x, t, alpha, sigma)
+        dt_du = scale**2 / (alpha * d_sigma - sigma * d_alpha)
+        if not dt_du > 0:  # sigma' = inf (VP at t = 0): dt/du = 0 and dx/dt finite there
+            return eps - x0, torch.zeros(x.shape[0], dtype=DTYPE)
+        return eps - x0, ((d_alpha * x0 + d_sigma * eps) ** 2).sum(-1) * dt_du
 
     x0, energy = _solve_in_u(path, field, x1, path.t_max, path.t_min, with_rate=True)
     length = path.t_max - path.t_min
@@ -183,10 +200,28 @@ def _model_field(model: DiffusionModel):
     path = model.schedule
 
     def field(x, t, scale):
-        x0, eps = model_data_and_noise(model, x, t, path, path.alpha(t), path.sigma(t))
+        x0, eps = _model_data_and_noise(model, x, t, path.alpha(t), path.sigma(t))
         return eps - x0, None
 
     return field
+
+
+def _model_data_and_noise(model: DiffusionModel, x, t, alpha, sigma):
+    """The model's (x_0, eps), refused in one line where they are not finite."""
+    x0, eps = model_data_and_noise(model, x, t, model.schedule, alpha, sigma)
+    if not bool(torch.isfinite(x0).all() and torch.isfinite(eps).all()):
+        hint = ""
+        if model.prediction == "velocity" and not bool(
+            torch.isfinite(model.schedule.derivatives(t)[1])
+        ):
+            hint = (
+                ": a velocity gives no (x_0, eps) where d sigma / dt is infinite (the VP path's "
+                "t = 0); solve with a data-prediction model there (mixture.denoiser(path))"
+            )
+        raise ModelOutputError(
+            f"{model.name} gives NaN or infinite (x_0, eps) at t={float(t):g}{hint}"
+        )
+    return x0, eps
 
 
 def _scale(path: NoiseSchedule, t) -> torch.Tensor:
