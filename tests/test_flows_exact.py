@@ -3,9 +3,9 @@
 Divergence against autograd's trace of the Jacobian (1e-9); the log-likelihood by the change of
 variables against mixture.log_prob (1e-7), which holds only if velocity and divergence are both
 right; the velocity against Monte Carlo (five standard errors) and the mixture's own denoiser;
-a single Gaussian against its closed forms (linear flow map, straightness by Gauss-Legendre
-quadrature, one reflow exactly straight); MeanFlow's average velocity against its definition as an
-integral and the MeanFlow identity.
+a single Gaussian against its closed forms (linear flow map on every path, straightness by
+Gauss-Legendre quadrature, one reflow exactly straight); MeanFlow's average velocity against its
+definition as an integral and the MeanFlow identity. Every path of PATHS where it applies.
 """
 
 import math
@@ -33,7 +33,7 @@ MIXTURES = {"ring": GaussianMixture.ring(), "two_class": GaussianMixture.two_cla
 TIMES = (0.0, 0.05, 0.3, 0.7, 1.0)  # both ends included: the forms must stay finite there
 
 
-PATHS_ = {name: PATHS[name]() for name in PATHS}
+ALL_PATHS = {name: PATHS[name]() for name in PATHS}
 
 
 def finite_velocity(path, t) -> bool:
@@ -48,15 +48,16 @@ def gaussian() -> GaussianMixture:
 
 def points(mixture: GaussianMixture, n: int = 24, seed: int = 0) -> torch.Tensor:
     """Data draws and wider draws, so both the modes and the space between them are tested."""
-    wide = 2.5 * torch.randn(n, mixture.dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([mixture.sample(n, seed=seed), wide.to(torch.float64)])
+    generator = torch.Generator().manual_seed(seed)
+    wide = 2.5 * torch.randn(n, mixture.dim, generator=generator, dtype=torch.float64)
+    return torch.cat([mixture.sample(n, seed=seed), wide])
 
 
 @pytest.mark.parametrize("name", list(MIXTURES))
 @pytest.mark.parametrize("t", TIMES)
 def test_divergence_is_the_trace_of_the_autograd_jacobian(name, t):
     mixture = MIXTURES[name]
-    for path in PATHS_.values():
+    for path in ALL_PATHS.values():
         x = points(mixture).requires_grad_(True)
         velocity = exact_velocity(mixture, path)(x, t)
         trace = sum(
@@ -71,7 +72,7 @@ def test_divergence_is_the_trace_of_the_autograd_jacobian(name, t):
 @pytest.mark.parametrize("name", list(MIXTURES))
 def test_velocity_matches_the_denoiser_and_monte_carlo(name, path_name):
     mixture, t = MIXTURES[name], 0.45
-    path = PATHS_[path_name]
+    path = ALL_PATHS[path_name]
     alpha, sigma = float(path.alpha(t)), float(path.sigma(t))
     x = alpha * mixture.sample(8, seed=1) + sigma * prior_noise(path, 8, 2, seed=3)
     velocity = exact_velocity(mixture, path)(x, t)
@@ -91,7 +92,7 @@ def test_the_vp_velocity_at_the_data_end_is_its_limit():
     """sigma' is infinite at the VP path's t = 0 but sigma sigma' is not: velocity and divergence
     there are their limits (both are linear in t near 0, so t = 1e-9 is 1e-9 times a slope away);
     a velocity model still cannot be solved to t = 0 (it gives no eps there), a data model can."""
-    mixture, vp = MIXTURES["two_class"], PATHS_["vp"]
+    mixture, vp = MIXTURES["two_class"], ALL_PATHS["vp"]
     model, x = exact_velocity(mixture, vp), points(mixture, n=6)
     assert torch.allclose(model(x, 0.0), model(x, 1e-9), rtol=0, atol=1e-6)
     assert not torch.allclose(model(x, 0.0), model(x, 1e-7), rtol=0, atol=1e-6)
@@ -120,7 +121,7 @@ LIKELIHOOD_CASES = [("two_class", path) for path in PATHS] + [
 
 @pytest.mark.parametrize(("name", "path_name"), LIKELIHOOD_CASES)
 def test_log_likelihood_along_the_flow_is_log_prob(name, path_name):
-    mixture, path = MIXTURES.get(name) or gaussian(), PATHS_[path_name]
+    mixture, path = MIXTURES.get(name) or gaussian(), ALL_PATHS[path_name]
     x0 = mixture.sample(12, seed=4)
     alpha, sigma = path.alpha(path.t_min), path.sigma(path.t_min)
     expected = mixture.noised_log_prob(x0, alpha, sigma)  # log_prob itself where sigma = 0
@@ -131,7 +132,7 @@ def test_log_likelihood_along_the_flow_is_log_prob(name, path_name):
 def test_gaussian_flow_map_is_linear_on_every_path(path_name):
     """x_t = alpha mu + sqrt(alpha^2 s^2 + sigma^2) x_1 / sigma(t_max): the flow of a Gaussian
     to the source, both ways and from the mixture's velocity and its denoiser alike."""
-    mixture, path = gaussian(), PATHS_[path_name]
+    mixture, path = gaussian(), ALL_PATHS[path_name]
     mu, s = mixture.means[0], mixture.stds[0]
     x1 = prior_noise(path, 20, 2, seed=11)
     white = x1 / path.sigma(path.t_max)  # prior_noise has the source's std sigma(t_max)
@@ -218,7 +219,7 @@ def test_straightness_depends_on_the_path():
     up, S = E|x_1|^2 int_0^1 ((2 t - 1) / sqrt((1 - t)^2 + t^2))^2 dt = 2 (1 - pi / 4) |x_1|^2."""
     normal = GaussianMixture([[0.0, 0.0]], 1.0)
     x1 = prior_noise(RECTIFIED, 32, 2, seed=12)
-    cosine = exact_velocity(normal, PATHS_["cosine"])
+    cosine = exact_velocity(normal, ALL_PATHS["cosine"])
     assert torch.equal(cosine(x1, 0.3), torch.zeros_like(x1))
     assert abs(straightness(cosine, x1)) < 1e-12
     closed = 2 * (1 - math.pi / 4) * float((x1**2).sum(-1).mean())
