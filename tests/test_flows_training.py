@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from workbench.diffusion.paths import AffinePath
-from workbench.diffusion.sampling import prior_noise
+from workbench.diffusion.sampling import prior_noise, sample
 from workbench.flows.meanflow import (
     TrainedMeanFlow,
     average_velocity_network,
@@ -30,6 +30,7 @@ from workbench.flows.training import (
     TrainedFlow,
     VelocityMLP,
     build_network,
+    euler_solution,
     exact_velocity_model,
     fine_solution,
     model_error,
@@ -163,6 +164,16 @@ def test_flow_matching_learns_the_exact_velocity_of_a_gaussian(gaussian_flow):
     )
     before, after = model_error(untrained, GAUSSIAN), model_error(gaussian_flow, GAUSSIAN)
     assert after < 0.05 * before and after < 0.05
+
+
+def test_euler_is_ddim_on_the_rectified_path_and_one_step_lands_on_the_mean():
+    ring = GaussianMixture.ring()
+    exact = exact_velocity_model(ring, PATH)
+    x1 = prior_noise(PATH, 100, 2, seed=3)
+    one_step = euler_solution(exact, x1, 1)
+    torch.testing.assert_close(one_step, ring.mean().expand(100, 2), rtol=0, atol=1e-12)
+    ddim = sample(exact, x1, solver="ddim", steps=4, grid="time_uniform", t_start=1.0, t_end=0.0)
+    torch.testing.assert_close(euler_solution(exact, x1, 4), ddim.x, rtol=0, atol=1e-12)
 
 
 def test_fine_solution_matches_the_closed_form_flow_map():

@@ -25,6 +25,7 @@ through thousands of Adam steps. float32 runs about 2x faster per step on this t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from torch import nn
 
 import workbench._torch  # noqa: F401  (one intra-op thread)
 from workbench.diffusion.models import DiffusionModel
-from workbench.diffusion.sampling import prior_noise, sample
+from workbench.diffusion.sampling import prior_noise
 from workbench.diffusion.schedules import DTYPE, NoiseSchedule
 from workbench.memo import Memo
 from workbench.metrics import mean_l2_error, sliced_wasserstein
@@ -535,8 +536,8 @@ def _fit(data, path, settings: TrainSettings, initial, desc) -> TrainedFlow:
 
 # ---------------------------------------------------------------- ODE solves and reflow
 def fine_solution(model: DiffusionModel, x1: torch.Tensor, steps: int = FINE_STEPS) -> torch.Tensor:
-    """The model's ODE from t_max to t_min to third order: Euler (DDIM on the affine path) on
-    uniform grids of steps, steps / 2 and steps / 4, Richardson-extrapolated (Euler's error is
+    """The model's ODE from t_max to t_min to third order: Euler (`euler_solution`) on uniform
+    grids of steps, steps / 2 and steps / 4, Richardson-extrapolated (Euler's error is
     c1 h + c2 h^2 + ... for a smooth velocity; (8 x_h - 6 x_2h + x_4h) / 3 cancels both terms).
     Measured at 256 steps: 9e-7 on the single Gaussian's closed form, 2e-5 on the exact ring's
     sharper velocity, against 4e-3 for 512 plain Euler steps."""
@@ -627,17 +628,17 @@ def model_error(flow, mixture: GaussianMixture, *, n: int = 4096, seed: int = 0)
 
 
 def euler_solution(model: DiffusionModel, x1: torch.Tensor, steps: int) -> torch.Tensor:
-    """`steps` Euler steps (DDIM on the time-uniform grid) from t_max to t_min."""
+    """`steps` Euler steps in t, x <- x + (s - t) v(x, t), on a uniform grid from t_max to
+    t_min: the flow-matching sampler on any path (DDIM coincides with it on the rectified path
+    only; elsewhere DDIM is an exponential integrator)."""
+    steps = _check_positive_int("steps", steps)
+    velocity = model.as_prediction("velocity")
     path = model.schedule
-    return sample(
-        model,
-        x1,
-        solver="ddim",
-        steps=steps,
-        grid="time_uniform",
-        t_start=path.t_max,
-        t_end=path.t_min,
-    ).x
+    grid = torch.linspace(path.t_max, path.t_min, steps + 1, dtype=DTYPE)
+    x = torch.as_tensor(x1, dtype=DTYPE)
+    for t, s in itertools.pairwise(grid):
+        x = x + (s - t) * velocity(x, t)
+    return x
 
 
 def flow_samples(flow, x1: torch.Tensor, steps: int | None) -> torch.Tensor:
