@@ -25,8 +25,10 @@ from workbench.flows.meanflow import (
     train_meanflow,
 )
 from workbench.flows.training import (
+    LR_SCHEDULES,
     TIME_DENSITIES,
     TRAINED,
+    Adam,
     TrainedFlow,
     VelocityMLP,
     build_network,
@@ -109,6 +111,24 @@ def test_velocity_mlp_refuses_bad_sizes_and_time_counts():
     net = VelocityMLP(2, 8, 1)
     with pytest.raises(ValueError, match="takes 1 times"):
         net(torch.zeros(3, 2, dtype=torch.float64), 0.5, 0.5)
+
+
+def test_adam_with_its_schedule_is_torch_optims():
+    """Five steps of our Adam with the cosine schedule against torch.optim.Adam + LambdaLR."""
+    config = {"dim": 2, "width": 8, "depth": 2}
+    ours, theirs = build_network(config, 0, "cpu"), build_network(config, 0, "cpu")
+    x = prior_noise(PATH, 16, 2, seed=1)
+    adam = Adam(ours, 1e-2, LR_SCHEDULES["cosine"](5))
+    reference = torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    decay = torch.optim.lr_scheduler.LambdaLR(reference, LR_SCHEDULES["cosine"](5))
+    for _ in range(5):
+        adam.step((ours(x, 0.3) ** 2).sum())
+        reference.zero_grad()
+        (theirs(x, 0.3) ** 2).sum().backward()
+        reference.step()
+        decay.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
 
 
 def test_train_flow_refuses_bad_input_in_one_line():

@@ -94,8 +94,8 @@ def _u_shaped(a: float = U_SHAPED_A) -> TimeDensity:
     """p(s) = a (e^{a s} + e^{a (1 - s)}) / (2 (e^a - 1)) on [0, 1]: Lee, Lin & Fanti 2024
     (arXiv 2405.20320), "Improving the Training of Rectified Flows", whose code (t_dist.py)
     draws s from the density a e^{a s} / (e^a - 1) and flips it to 1 - s for half the batch;
-    the same mixture here by one inverse CDF. Heavy at both ends, where the 1-step (s = 1) and
-    the last (s = 0) Euler steps read the velocity."""
+    the same mixture here by one inverse CDF: heavy at both ends, lowest at s = 1/2, where
+    p(0) / p(1/2) = cosh(a / 2)."""
     scale = 2 * math.expm1(a)
 
     def pdf(s):
@@ -118,7 +118,7 @@ LOGIT_NORMAL = (-0.4, 1.0)  # MeanFlow's (t, r) sampler: lognorm(-0.4, 1.0), Gen
 
 
 def _logit_normal(mean: float = LOGIT_NORMAL[0], std: float = LOGIT_NORMAL[1]) -> TimeDensity:
-    """s = sigmoid(mean + std z), z ~ N(0, 1) (Esser et al. 2024; MeanFlow's time sampler)."""
+    """s = sigmoid(mean + std z), z ~ N(0, 1) (MeanFlow's time sampler, with its parameters)."""
     normal = torch.distributions.Normal(torch.tensor(0.0, dtype=DTYPE), 1.0)
 
     def logit(s):
