@@ -27,12 +27,21 @@ import torch
 
 from workbench.claims import Claim
 from workbench.diffusion.models import DiffusionModel
-from workbench.diffusion.paths import AffinePath
-from workbench.diffusion.sampling import prior_noise
-from workbench.diffusion.schedules import DTYPE, SCHEDULES
+from workbench.diffusion.paths import PATHS
+from workbench.diffusion.sampling import SOLVERS, prior_noise
+from workbench.diffusion.schedules import DTYPE
 from workbench.diffusion.study import SOLVER_PROBLEMS, solver_names, study_for
 from workbench.flows.exact import exact_velocity, flow_map, straightness, transport_cost
-from workbench.memo import memoized
+from workbench.flows.meanflow import TrainedMeanFlow, train_meanflow
+from workbench.flows.training import (
+    TIME_DENSITIES,
+    TrainedFlow,
+    fine_solution,
+    model_error,
+    reflow,
+    train_flow,
+)
+from workbench.memo import Memo, memoized
 from workbench.metrics import mean_l2_error, sliced_wasserstein
 from workbench.registry import Registry
 from workbench.sweep import run_sweep
@@ -49,17 +58,36 @@ N_PATHS = 24  # trajectories drawn per setting
 # exact ODE solves, not from this drawing.
 ODE_PATH_STEPS, ODE_PATH_STRIDE = 128, 4
 
+MAX_ROUNDS = 3  # reflow rounds after the first flow: the 2-, 3- and 4-rectified flows
+
 FLOW_MODELS: Registry = Registry("flow model")
 FLOW_MODELS.add("exact", "exact", label="exact velocity")
+FLOW_MODELS.add("trained", "trained", label="trained rectified flow")
+FLOW_MODELS.add("meanflow", "meanflow", label="MeanFlow")
 
-# The timestep densities trained models are trained with (the exact velocity is not trained:
-# its settings say "uniform").
+# The timestep densities of training (the exact velocity is not trained: its settings say
+# "uniform"; MeanFlow draws (r, t) from its paper's logit-normal).
 FLOW_DENSITIES: Registry = Registry("timestep density")
-FLOW_DENSITIES.add("uniform", "uniform", label="uniform")
+for _name in ("uniform", "u_shaped", "logit_normal"):
+    FLOW_DENSITIES.add(_name, _name, label=TIME_DENSITIES.label(_name))
 
-# The probability paths the study offers (the explorer's path control).
-FLOW_PATHS: Registry = Registry("flow path")
-FLOW_PATHS.add("rectified", AffinePath.rectified, label=SCHEDULES.label("rectified"))
+# The probability paths (the explorer's path control offers those its size computes).
+FLOW_PATHS = PATHS
+
+
+@dataclass(frozen=True)
+class TrainingSize:
+    """The training budget of the trained flows and MeanFlow (one budget for every density,
+    so densities compare at equal budget)."""
+
+    steps: int  # Adam steps of the first (1-rectified) flow and of MeanFlow
+    reflow_steps: int  # Adam steps of each reflow round (warm-started from the previous)
+    n_pairs: int  # (noise, endpoint) pairs each reflow round trains on
+    batch: int
+    lr: float
+    width: int
+    depth: int
+    densities: tuple[str, ...]  # timestep densities of the trained rectified flows
 
 
 @dataclass(frozen=True)
@@ -68,12 +96,27 @@ class FlowSize:
 
     n_samples: int  # prior noise draws per setting, and exact samples the SW compares against
     steps: tuple[int, ...]  # step counts sampled (the error-vs-NFE curves)
+    paths: tuple[str, ...]  # the paths the exact velocity is evaluated on
+    # straightness is a mean over the first n_straight noise draws (its ODE solve, with the
+    # kinetic energy along, costs as much as the endpoint solve)
+    n_straight: int
+    diffusion_solvers: tuple[str, ...]  # notebook 01's solvers the comparison picks from
+    training: TrainingSize
+
+
+def _diffusion_solvers(leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(s for s in solver_names() if s not in leave_out)
 
 
 SIZES = {
-    "smoke": FlowSize(500, (1, 2, 4, 10, 50)),
-    "full": FlowSize(4000, STEP_COUNTS),
-}
+    # SMOKE leaves out DPM-Solver-v3, whose model statistics take about 40 s to estimate
+    "smoke": FlowSize(500, (1, 2, 5, 10, 50), ("rectified",), 200,
+                      _diffusion_solvers(leave_out=("dpm_solver_v3",)),
+                      TrainingSize(150, 100, 500, 256, 3e-3, 32, 2, ("uniform", "u_shaped"))),
+    "full": FlowSize(2000, STEP_COUNTS, ("rectified", "condot", "cosine"), 500,
+                     _diffusion_solvers(),
+                     TrainingSize(1500, 600, 4000, 256, 3e-3, 64, 3, ("uniform", "u_shaped"))),
+}  # fmt: skip
 
 
 def flow_size(smoke: bool) -> FlowSize:
@@ -110,20 +153,37 @@ class FlowSetting:
 
     @property
     def label(self) -> str:
-        return FLOW_MODELS.label(self.model)
+        """'exact velocity', '2-RF, U-shaped' (a trained (rounds + 1)-rectified flow and its
+        timestep density), 'MeanFlow'."""
+        if self.model != "trained":
+            return FLOW_MODELS.label(self.model)
+        return f"{self.rounds + 1}-RF, {FLOW_DENSITIES.label(self.density)}"
 
 
-def offered_settings() -> tuple[FlowSetting, ...]:
-    """Every setting the study computes (and the explorer offers)."""
-    return tuple(FlowSetting("exact", path) for path in FLOW_PATHS)
+def offered_settings(smoke: bool) -> tuple[FlowSetting, ...]:
+    """Every setting the study computes at this size (and the explorer offers): the exact
+    velocity on every path of the size; on the rectified path, trained flows after 0 to
+    MAX_ROUNDS reflow rounds per timestep density, and MeanFlow."""
+    size = flow_size(smoke)
+    exact = [FlowSetting("exact", path) for path in size.paths]
+    trained = [
+        FlowSetting("trained", "rectified", rounds, density)
+        for density in size.training.densities
+        for rounds in range(MAX_ROUNDS + 1)
+    ]
+    return (*exact, *trained, FlowSetting("meanflow", "rectified", 0, "logit_normal"))
 
 
-def check_offered(setting: FlowSetting) -> FlowSetting:
+def check_offered(setting: FlowSetting, smoke: bool) -> FlowSetting:
     """The setting, or a one-line ValueError naming what is not computed."""
-    if setting in offered_settings():
+    if setting in offered_settings(smoke):
         return setting
     if setting.model == "exact" and setting.rounds:
         raise ValueError("the exact velocity has no reflow rounds: choose a trained model")
+    if setting.model != "exact" and setting.path != "rectified":
+        raise ValueError("trained models are trained on the rectified path only")
+    if setting.model == "meanflow" and (setting.rounds or setting.density != "logit_normal"):
+        raise ValueError("MeanFlow is trained once (0 reflow rounds), with logit-normal times")
     raise ValueError(
         f"{setting.label} is not computed on the {FLOW_PATHS.label(setting.path)} path with "
         f"{setting.rounds} reflow rounds and {setting.density} timestep density"
@@ -131,11 +191,63 @@ def check_offered(setting: FlowSetting) -> FlowSetting:
 
 
 # ------------------------------------------------------------------ models and samplers
-def velocity_model(setting: FlowSetting) -> DiffusionModel:
-    path = FLOW_PATHS[setting.path]()
+def training_cell(kind: str, density: str, profile: str, seed: int) -> list[dict]:
+    """Train the models of one kind ("flow": the 1-rectified flow and its MAX_ROUNDS reflow
+    rounds; "meanflow") at one size: a row per model with its state (plain arrays) and its
+    training seconds (the unit of the training sweep's cache)."""
+    size, path = SIZES[profile].training, FLOW_PATHS["rectified"]()
+    budget = {"batch": size.batch, "lr": size.lr, "seed": seed}
+    if kind == "meanflow":
+        flows = [train_meanflow(mixture(), path, steps=size.steps, width=size.width,
+                                depth=size.depth, time_density=density, **budget)]  # fmt: skip
+    else:
+        first = train_flow(mixture(), path, steps=size.steps, width=size.width, depth=size.depth,
+                           time_density=density, **budget)  # fmt: skip
+        flows = [first, *reflow(first, size.n_pairs, rounds=MAX_ROUNDS, steps=size.reflow_steps,
+                                time_density=density, **budget)]  # fmt: skip
+    return [{"rounds": k, "state": f.state(), "seconds": f.seconds} for k, f in enumerate(flows)]
+
+
+TRAINED_MODELS = Memo("flows' trained models", maxsize=8)
+
+
+def trained_models(kind: str, density: str, smoke: bool, seed: int = 0) -> list:
+    """The trained models of one kind and density (TrainedFlow per reflow round, or one
+    TrainedMeanFlow), from the training sweep's cache or trained now."""
+
+    def load():
+        cell = {"kind": kind, "density": density, "profile": profile(smoke), "seed": int(seed)}
+        rows = run_sweep(training_cell, [cell], name="flows-training")
+        path = FLOW_PATHS["rectified"]()
+        kind_class = TrainedMeanFlow if kind == "meanflow" else TrainedFlow
+        return [kind_class.from_state(state, path) for state in rows.state]
+
+    return TRAINED_MODELS.get(("trained", kind, density, bool(smoke), int(seed)), load)
+
+
+def trained_model(setting: FlowSetting, smoke: bool, seed: int = 0):
+    """The trained flow or MeanFlow of a setting; None for the exact velocity."""
     if setting.model == "exact":
-        return exact_velocity(mixture(), path)
-    raise ValueError(f"no velocity for {setting}")
+        return None
+    kind = "meanflow" if setting.model == "meanflow" else "flow"
+    return trained_models(kind, setting.density, smoke, seed)[setting.rounds]
+
+
+def velocity_model(setting: FlowSetting, smoke: bool, seed: int = 0) -> DiffusionModel:
+    """The setting's velocity (MeanFlow's: its average velocity at r = t)."""
+    if setting.model == "exact":
+        return exact_velocity(mixture(), FLOW_PATHS[setting.path]())
+    return trained_model(setting, smoke, seed).model
+
+
+def meanflow_jumps(flow: TrainedMeanFlow, x1: torch.Tensor, steps: int) -> list[torch.Tensor]:
+    """MeanFlow's sampler with its states: `steps` jumps z_r = z_t - (t - r) u(z_t, r, t) on a
+    uniform grid (TrainedMeanFlow.sample, keeping each z)."""
+    grid = torch.linspace(flow.path.t_max, flow.path.t_min, steps + 1, dtype=DTYPE)
+    states = [x1.to(DTYPE)]
+    for t, r in itertools.pairwise(grid):
+        states.append(states[-1] - (t - r) * flow.average_velocity(states[-1], r, t))
+    return states
 
 
 def euler(model: DiffusionModel, x1: torch.Tensor, steps: int) -> list[torch.Tensor]:
@@ -153,31 +265,52 @@ def euler(model: DiffusionModel, x1: torch.Tensor, steps: int) -> list[torch.Ten
 
 
 # ------------------------------------------------------------------ one setting, measured
+@memoized("flows' exact endpoints", maxsize=8)
+def exact_endpoint(path: str, n: int, seed: int) -> torch.Tensor:
+    """The exact flow's ODE endpoints x_0 from the study's n prior noise draws on a path
+    (every setting on the path is measured against them; kept in memory, one solve each)."""
+    schedule = FLOW_PATHS[path]()
+    x1 = prior_noise(schedule, n, 2, seed)
+    return flow_map(exact_velocity(mixture(), schedule), x1, schedule.t_max, schedule.t_min)
+
+
 def flow_cell(model, path, rounds, density, profile, seed) -> list[dict]:
     """One setting at one size: a row per step count (the unit of the sweep's cache).
 
     Columns: steps, nfe, sw (to exact samples), l2 (to the exact flow's ODE endpoint),
     step_error (to the model's own ODE endpoint), samples (first N_SHOWN), paths ((steps + 1,
     N_PATHS, 2)), and per setting (repeated): model_error, straightness, transport_cost,
-    ode_path (the drawn ODE trajectory)."""
-    setting = FlowSetting(model, path, rounds, density)
-    size = SIZES[profile]
-    velocity = velocity_model(setting)
+    ode_path (the drawn ODE trajectory), sw_floor (the SW of the exact flow's samples)."""
+    setting, size, smoke = (
+        FlowSetting(model, path, rounds, density),
+        SIZES[profile],
+        profile == "smoke",
+    )
+    velocity = velocity_model(setting, smoke, seed)
+    trained = trained_model(setting, smoke, seed)
     path = velocity.schedule
     x1 = prior_noise(path, size.n_samples, 2, seed)
-    exact_end = flow_map(exact_velocity(mixture(), path), x1, path.t_max, path.t_min)
-    own_end = exact_end if model == "exact" else flow_map(velocity, x1, path.t_max, path.t_min)
+    exact_end = exact_endpoint(setting.path, size.n_samples, seed)
+    # a trained model's own ODE endpoint: Richardson-extrapolated Euler (about 2e-5 from the
+    # exact solve on the ring's sharper exact velocity, 4x fewer network calls than DOP853 at
+    # 1e-11; the smallest step error measured is above 1e-2)
+    own_end = exact_end if trained is None else fine_solution(velocity, x1)
     targets = mixture().sample(size.n_samples, seed=seed + 1)
     ode = euler(velocity, x1, ODE_PATH_STEPS)
     shared = {
         "model_error": mean_l2_error(own_end, exact_end),
-        "straightness": straightness(velocity, x1),
+        # learned vs exact velocity in L2 over p_t (Monte Carlo; 0 for the exact velocity)
+        "velocity_error": 0.0 if trained is None else model_error(trained, mixture(), seed=seed),
+        "training_seconds": 0.0 if trained is None else float(trained.seconds),
+        # the exact flow's samples from the same noise: what a perfect sampler scores
+        "sw_floor": sliced_wasserstein(exact_end, targets),
+        "straightness": straightness(velocity, x1[: size.n_straight]),
         "transport_cost": transport_cost(own_end, x1),
         "ode_path": torch.stack(ode[::ODE_PATH_STRIDE])[:, :N_PATHS].numpy(),
     }
     rows = []
     for k in size.steps:
-        states = euler(velocity, x1, k)
+        states = meanflow_jumps(trained, x1, k) if model == "meanflow" else euler(velocity, x1, k)
         x = states[-1]
         rows.append({
             "steps": k,
@@ -194,7 +327,7 @@ def flow_cell(model, path, rounds, density, profile, seed) -> list[dict]:
 
 def flow_sweep(settings: Sequence[FlowSetting], smoke: bool, seed: int = 0) -> pd.DataFrame:
     """Every row of `flow_cell` for these settings (cached on disk per setting)."""
-    cells = [check_offered(s).cell(smoke, seed) for s in settings]
+    cells = [check_offered(s, smoke).cell(smoke, seed) for s in settings]
     return run_sweep(flow_cell, cells, name="flows")
 
 
@@ -208,23 +341,40 @@ class FlowRun:
     samples: dict[int, np.ndarray]
     paths: dict[int, np.ndarray]
     ode_path: np.ndarray
-    model_error: float
+    sw_floor: float  # SW of the exact flow's own samples from the same noise
+    model_error: float  # mean L2 of its own exact ODE endpoint from the exact flow's
+    velocity_error: float  # E |v - u|^2 over p_t against the exact (1-RF) velocity
+    training_seconds: float
     straightness: float
     transport_cost: float
 
 
-@memoized("flow runs", maxsize=64)
+RUNS = Memo("flow runs", maxsize=64)
+
+
 def flow_run(setting: FlowSetting, smoke: bool, seed: int = 0) -> FlowRun:
     """What one setting shows (from the sweep's cache when it holds the setting)."""
-    return _as_run(setting, flow_sweep([setting], smoke, seed))
+    return flow_runs([setting], smoke, seed)[0]
 
 
 def flow_runs(settings: Sequence[FlowSetting], smoke: bool, seed: int = 0) -> list[FlowRun]:
-    """The runs of several settings, computed in one sweep (one progress line)."""
-    missing = [s for s in settings if not flow_run.cached(s, smoke, seed)]
-    if len(missing) > 1:
-        flow_sweep(missing, smoke, seed)  # fills the sweep's cache in one pass
-    return [flow_run(s, smoke, seed) for s in settings]
+    """The runs of several settings, each computed (or read from the sweep's cache) once and
+    kept in memory; RUNS.typical_seconds() is then what a setting not yet visited costs."""
+    return [RUNS.get(_run_key(s, smoke, seed), lambda s=s: _computed(s, smoke, seed))
+            for s in settings]  # fmt: skip
+
+
+def _computed(setting: FlowSetting, smoke: bool, seed: int) -> FlowRun:
+    return _as_run(setting, flow_sweep([setting], smoke, seed))
+
+
+def _run_key(setting: FlowSetting, smoke: bool, seed: int) -> tuple:
+    return ("flow run", setting, bool(smoke), int(seed))
+
+
+def is_run(setting: FlowSetting, smoke: bool, seed: int = 0) -> bool:
+    """Whether the setting's run is in memory (an explorer move to it costs nothing)."""
+    return _run_key(setting, smoke, seed) in RUNS
 
 
 def _as_run(setting: FlowSetting, rows: pd.DataFrame) -> FlowRun:
@@ -235,7 +385,10 @@ def _as_run(setting: FlowSetting, rows: pd.DataFrame) -> FlowRun:
         samples=dict(zip(rows.steps, rows.samples, strict=True)),
         paths=dict(zip(rows.steps, rows.paths, strict=True)),
         ode_path=first.ode_path,
+        sw_floor=float(first.sw_floor),
         model_error=float(first.model_error),
+        velocity_error=float(first.velocity_error),
+        training_seconds=float(first.training_seconds),
         straightness=float(first.straightness),
         transport_cost=float(first.transport_cost),
     )
@@ -264,15 +417,6 @@ def coupling_table(runs: Sequence[FlowRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sampling_floor(smoke: bool, seed: int = 0) -> float:
-    """SW between two independent exact sample sets of the study's size: what a perfect
-    sampler scores (its samples are seed + 2's, the comparison's seed + 1's)."""
-    n = flow_size(smoke).n_samples
-    return sliced_wasserstein(
-        mixture().sample(n, seed=seed + 2), mixture().sample(n, seed=seed + 1)
-    )
-
-
 def one_step_collapse(smoke: bool, seed: int = 0) -> dict[str, float]:
     """One Euler step of the exact rectified flow from t = 1: x_0 = x_1 - v(x_1, 1) and
     v(x, 1) = x - E[x_0], so every sample lands on the mixture's mean. The largest distance
@@ -286,13 +430,36 @@ def one_step_collapse(smoke: bool, seed: int = 0) -> dict[str, float]:
     }
 
 
+def independent_cost(smoke: bool, seed: int = 0) -> float:
+    """E|x_1 - x_0|^2 of the independent coupling flow matching trains on (exact samples and
+    the study's noise, paired by index): what rectification starts from."""
+    n = flow_size(smoke).n_samples
+    noise = prior_noise(FLOW_PATHS["rectified"](), n, 2, seed)
+    return transport_cost(mixture().sample(n, seed=seed + 1), noise)
+
+
+def exact_metrics(runs: Sequence[FlowRun]) -> pd.DataFrame:
+    """The exact velocity's numbers per path (ids as the index): mean L2 to the exact ODE
+    endpoint and SW at every step count, straightness, transport cost: what notebook 06
+    records as exact.<path>.<column>."""
+    rows = {}
+    for run in runs:
+        if run.setting.model != "exact":
+            continue
+        row = {f"l2_nfe{k}": v for k, v in zip(run.curve.nfe, run.curve.l2, strict=True)}
+        row |= {f"sw_nfe{k}": v for k, v in zip(run.curve.nfe, run.curve.sw, strict=True)}
+        rows[run.setting.path] = row | {"straightness": run.straightness,
+                                        "transport_cost": run.transport_cost}  # fmt: skip
+    return pd.DataFrame(rows).T
+
+
 # ------------------------------------------------------------------ against diffusion solvers
 def diffusion_cell(profile: str, seed: int, nfes: list[int]) -> list[dict]:
     """At each NFE: the best of notebook 01's solvers on its VP schedule (lowest mean L2 to its
     exact ODE solution), its error and its samples' SW to exact samples, on the same mixture."""
     size = SIZES[profile]
     study = study_for(PROBLEM, size.n_samples, seed)
-    table = study.table(solver_names(), nfes=tuple(nfes))
+    table = study.table(size.diffusion_solvers, nfes=tuple(nfes))
     targets = mixture().sample(size.n_samples, seed=seed + 1)
     rows = []
     for nfe in nfes:
@@ -307,18 +474,44 @@ def diffusion_cell(profile: str, seed: int, nfes: list[int]) -> list[dict]:
 @memoized("flow vs diffusion", maxsize=8)
 def diffusion_comparison(smoke: bool, seed: int = 0, nfes=COMPARE_NFES) -> pd.DataFrame:
     """Rectified flow (exact velocity, Euler) against the best diffusion solver at each NFE:
-    one row per NFE with both errors (mean L2 to each one's exact ODE endpoint, SW to exact
-    samples)."""
+    one row per NFE (the index) with the solver's id and label and both errors (mean L2 to
+    each one's exact ODE endpoint, SW to exact samples)."""
     cell = {"profile": profile(smoke), "seed": int(seed), "nfes": list(nfes)}
     diffusion = run_sweep(diffusion_cell, [cell], name="flows-vs-diffusion", progress=False)
     flow = flow_run(FlowSetting("exact", "rectified"), smoke, seed).curve.set_index("nfe")
-    steps = set(flow.index)
     table = diffusion[["nfe", "solver", "l2", "sw"]].rename(
-        columns={"l2": "diffusion l2", "sw": "diffusion sw"}
+        columns={"l2": "diffusion_l2", "sw": "diffusion_sw"}
     )
-    table["flow l2"] = [flow.l2.get(n, np.nan) if n in steps else np.nan for n in table.nfe]
-    table["flow sw"] = [flow.sw.get(n, np.nan) if n in steps else np.nan for n in table.nfe]
+    table.insert(2, "solver_label", [SOLVERS.label(s) for s in table.solver])
+    table["flow_l2"] = flow.l2.loc[table.nfe].to_numpy()
+    table["flow_sw"] = flow.sw.loc[table.nfe].to_numpy()
+    table["flow_over_diffusion_l2"] = table.flow_l2 / table.diffusion_l2
     return table.set_index("nfe")
+
+
+# ------------------------------------------------------------------ the benchmark's table
+BENCHMARK_NFES = (1, 2, 5, 10)
+
+
+def benchmark_table(smoke: bool, seed: int = 0) -> pd.DataFrame:
+    """benchmarks/flows.py's table: per model on the rectified path (the exact velocity, the
+    trained flows with uniform times, MeanFlow), SW to exact samples and mean L2 to the exact
+    ODE endpoint at BENCHMARK_NFES, and its training seconds (a reflow round's: that round's
+    own; 0 for the exact velocity); then the best diffusion solver at each NFE."""
+    settings = [
+        s for s in offered_settings(smoke) if s.path == "rectified" and s.density != "u_shaped"
+    ]
+    rows = {}
+    for run in flow_runs(settings, smoke, seed):
+        curve = run.curve.set_index("nfe")
+        row = {f"SW @{k}": curve.sw[k] for k in BENCHMARK_NFES}
+        row |= {f"L2 @{k}": curve.l2[k] for k in BENCHMARK_NFES}
+        rows[run.setting.label] = row | {"training s": run.training_seconds}
+    versus = diffusion_comparison(smoke, seed, BENCHMARK_NFES)
+    for nfe, best in versus.iterrows():
+        row = {f"SW @{nfe}": best.diffusion_sw, f"L2 @{nfe}": best.diffusion_l2}
+        rows[f"best diffusion solver @{nfe}: {best.solver_label}"] = row
+    return pd.DataFrame(rows).T
 
 
 # ------------------------------------------------------------------ what the explorer shows
@@ -338,26 +531,38 @@ class FlowsView:
     run: FlowRun
     steps: int
     compared: tuple[FlowRun, ...]
-    floor: float  # the SW of two exact sample sets: what a perfect sampler scores
     density: tuple[np.ndarray, np.ndarray, np.ndarray]  # xs, ys, log p_0 on a grid
 
 
-def compared_settings(setting: FlowSetting) -> tuple[FlowSetting, ...]:
-    return tuple(s for s in offered_settings() if s.path == setting.path)
+def setting_for(model: str, path: str, rounds: int, density: str) -> FlowSetting:
+    """The explorer's controls as a setting. A density does not apply to the exact velocity
+    (not trained) nor to MeanFlow (its paper's logit-normal times): theirs replaces it."""
+    own = {"exact": "uniform", "meanflow": "logit_normal"}.get(model, density)
+    return FlowSetting(model, path, int(rounds), own)
+
+
+def compared_settings(setting: FlowSetting, smoke: bool) -> tuple[FlowSetting, ...]:
+    """What the error panel draws beside the setting: every setting on its path, the trained
+    flows at its density only (uniform's when it is not a trained flow)."""
+    density = setting.density if setting.model == "trained" else "uniform"
+    return tuple(
+        s
+        for s in offered_settings(smoke)
+        if s.path == setting.path and (s.model != "trained" or s.density == density)
+    )
 
 
 @memoized("flows views", maxsize=256)
 def flows_view(setting: FlowSetting, steps: float, smoke: bool, seed: int = 0) -> FlowsView:
     """Everything the flows explorer shows for one setting of its controls (a ValueError for
     a setting the study does not compute)."""
-    check_offered(setting)
+    check_offered(setting, smoke)
     shown = nearest_steps(steps, flow_size(smoke).steps)
-    compared = tuple(flow_runs(compared_settings(setting), smoke, seed))
+    compared = tuple(flow_runs(compared_settings(setting, smoke), smoke, seed))
     return FlowsView(
         run=flow_run(setting, smoke, seed),
         steps=shown,
         compared=compared,
-        floor=sampling_floor(smoke, seed),
         density=density_image(),
     )
 
@@ -366,9 +571,9 @@ def flows_view_cost(setting: FlowSetting, smoke: bool, seed: int = 0) -> float |
     """About how many seconds `flows_view` will take for a setting whose runs are not all in
     memory yet (the median time of recent runs, each), None when they are (or before any
     run was timed)."""
-    settings = {setting, *compared_settings(setting)}
-    missing = sum(not flow_run.cached(s, smoke, seed) for s in settings)
-    per_run = flow_run.memo.typical_seconds()
+    settings = {setting, *compared_settings(setting, smoke)}
+    missing = sum(not is_run(s, smoke, seed) for s in settings)
+    per_run = RUNS.typical_seconds()
     return None if not missing or per_run is None else missing * per_run
 
 
@@ -399,6 +604,51 @@ MEANFLOW = "Geng et al. 2025, arXiv:2505.13447"
 BESPOKE = "Shaul et al. 2023, arXiv:2310.19075"
 DERIVED = "derived in the notebook"
 
+
+def trained_metrics(runs: Sequence[FlowRun]) -> pd.DataFrame:
+    """The trained models' numbers (rows "<density>.r<rounds>" and "meanflow"): SW and mean L2
+    to the exact ODE endpoint at 1 and 2 NFE, the 1-NFE error split into step error (against
+    the model's own ODE endpoint) and model error (its own endpoint against the exact one),
+    the velocity error, straightness, transport cost: what notebook 06 records as
+    trained.<row>.<column>."""
+    rows = {}
+    for run in runs:
+        setting, curve = run.setting, run.curve.set_index("nfe")
+        if setting.model == "exact":
+            continue
+        row_id = (
+            "meanflow" if setting.model == "meanflow" else f"{setting.density}.r{setting.rounds}"
+        )
+        rows[row_id] = {
+            "sw_nfe1": curve.sw[1], "sw_nfe2": curve.sw[2], "l2_nfe1": curve.l2[1],
+            "l2_nfe2": curve.l2[2], "step_error_nfe1": curve.step_error[1],
+            "model_error": run.model_error, "velocity_error": run.velocity_error,
+            "straightness": run.straightness, "transport_cost": run.transport_cost,
+        }  # fmt: skip
+    return pd.DataFrame(rows).T
+
+
+def claim_metrics(trained: pd.DataFrame) -> dict[str, float]:
+    """The ratios FLOW_CLAIMS test, from a `trained_metrics` table: the 1-NFE gain of one
+    reflow round, each round's straightness and transport cost over the previous round's,
+    MeanFlow's 1-NFE error over the 2-rectified flow's, the U-shaped density's over uniform's."""
+    uniform = [trained.loc[f"uniform.r{k}"] for k in range(MAX_ROUNDS + 1)]
+    metrics = {"reflow.gain_nfe1": uniform[0].sw_nfe1 / uniform[1].sw_nfe1}
+    for k in range(1, MAX_ROUNDS + 1):
+        metrics[f"reflow.straightness_ratio_r{k}"] = (
+            uniform[k].straightness / uniform[k - 1].straightness
+        )
+        metrics[f"reflow.cost_ratio_r{k}"] = (
+            uniform[k].transport_cost / uniform[k - 1].transport_cost
+        )
+    metrics["meanflow.over_2rf_nfe1"] = trained.loc["meanflow"].sw_nfe1 / uniform[1].sw_nfe1
+    for k in (0, 1):
+        metrics[f"u_shaped.over_uniform_r{k}_nfe1"] = (
+            trained.loc[f"u_shaped.r{k}"].sw_nfe1 / uniform[k].sw_nfe1
+        )
+    return metrics
+
+
 FLOW_CLAIMS: tuple[Claim, ...] = (
     Claim(
         "one Euler step of the exact 1-rectified flow lands every sample on the mixture's "
@@ -406,5 +656,46 @@ FLOW_CLAIMS: tuple[Claim, ...] = (
         DERIVED,
         "exact.one_step.max_distance_to_mean",
         below=1e-12,
+    ),
+    Claim(
+        "one reflow round cuts the trained flow's 1-NFE error at least 3x (1-RF's SW over "
+        "2-RF's, uniform times)",
+        RECTIFIED_FLOW,
+        "reflow.gain_nfe1",
+        above=3,
+    ),
+    *(
+        Claim(
+            f"reflow round {k} makes the paths straighter ({k + 1}-RF's straightness over "
+            f"{k}-RF's)",
+            RECTIFIED_FLOW,
+            f"reflow.straightness_ratio_r{k}",
+            below=1,
+        )
+        for k in range(1, MAX_ROUNDS + 1)
+    ),
+    *(
+        Claim(
+            f"reflow round {k} does not raise the coupling's transport cost ({k + 1}-RF's "
+            f"E|x_1 - x_0|^2 over {k}-RF's)",
+            RECTIFIED_FLOW,
+            f"reflow.cost_ratio_r{k}",
+            below=1,
+        )
+        for k in range(1, MAX_ROUNDS + 1)
+    ),
+    Claim(
+        "MeanFlow at 1 NFE is within 2x of the 2-rectified flow at 1 NFE, or better (its SW "
+        "over 2-RF's)",
+        MEANFLOW,
+        "meanflow.over_2rf_nfe1",
+        below=2,
+    ),
+    Claim(
+        "the U-shaped timestep density lowers the 2-rectified flow's 1-NFE error at equal "
+        "training budget (its SW over uniform's)",
+        IMPROVED_RF,
+        "u_shaped.over_uniform_r1_nfe1",
+        below=1,
     ),
 )
