@@ -9,8 +9,9 @@ whose minimizer is the marginal velocity u_t(x) = E[alpha' x_0 + sigma' eps | x_
 (x_0, eps) come either from the independent coupling (x_0 from a `GaussianMixture`, eps from
 N(0, I), fresh every step) or from given pairs: `reflow` draws noise, solves the previous model's
 ODE from t = 1 to t = 0, and trains on those (data, noise) pairs, warm-started from the previous
-weights (Lee, Lin & Fanti 2024 likewise start their 2-rectified flow from the pretrained model;
-on this toy a warm start reaches a given loss in fewer steps than a fresh network).
+weights (Lee, Lin & Fanti 2024 likewise start their 2-rectified flow from a pretrained model;
+on the ring, 2000 steps: 1-step Euler error 0.135 and 1-NFE sliced Wasserstein 0.109 warm,
+0.156 and 0.113 from a fresh network).
 
 Errors are reported separately (the issue's decomposition), each against an exact reference:
 `model_error` (learned vs exact velocity in L2 over p_t), `step_error` (k Euler steps of the
