@@ -37,35 +37,33 @@ def _square(figure: go.Figure, density, columns: int) -> None:
 
 
 def velocity_field_figure(fields: Sequence[tuple[float, np.ndarray, np.ndarray]], density):
-    """The exact velocity at a few times (one column each): arrows over log p_0, all scaled by
-    one factor (stated in the titles) so lengths compare across columns."""
+    """The exact velocity at a few times (one column each): arrows over log p_0, scaled per
+    column so the longest spans most of a grid cell (the factor is in each title: the field is
+    much larger near t = 0, between the modes, than at t = 1)."""
     from plotly.subplots import make_subplots
 
     spacing = float(fields[0][1][1, 0] - fields[0][1][0, 0]) or 1.0
-    longest = max(float(np.linalg.norm(v, axis=1).max()) for _, _, v in fields)
-    factor = 0.9 * spacing / longest
-    titles = [f"t = {t:g}" for t, _, _ in fields]
+    scaled = [(t, points, *figures.fit_arrows(v, spacing)) for t, points, v in fields]
+    titles = [f"t = {t:g} (arrows x{factor:.2g})" for t, _, _, factor in scaled]
     figure = make_subplots(rows=1, cols=len(fields), subplot_titles=titles)
-    for column, (_, points, velocities) in enumerate(fields, start=1):
+    for column, (_, points, arrows, _) in enumerate(scaled, start=1):
         figure.add_trace(go.Heatmap(_density_trace(density)), row=1, col=column)
         figure.add_trace(
-            go.Scatter(figures.arrows(points, velocities * factor, name="u_t(x)", color="#1f77b4")),
+            go.Scatter(figures.arrows(points, arrows, name="u_t(x)", color="#1f77b4")),
             row=1, col=column,
         )  # fmt: skip
     _square(figure, density, len(fields))
-    figure.update_layout(
-        height=HEIGHT, showlegend=False,
-        title={"text": f"exact velocity u_t(x), arrows x{factor:.2g} of their length"},
-    )  # fmt: skip
+    title = {"text": "the exact velocity u_t(x) of the rectified path"}
+    figure.update_layout(height=HEIGHT, showlegend=False, title=title)
     return figure
 
 
 def samples_figure(run: FlowRun, steps: Sequence[int], density):
-    """The setting's samples after each of `steps` Euler steps (one column each) and the
-    exact flow's own samples, over log p_0."""
+    """The setting's samples after each of `steps` steps (Euler's; MeanFlow's jumps), one
+    column each, over log p_0."""
     from plotly.subplots import make_subplots
 
-    titles = [count_text(k, "Euler step") for k in steps]
+    titles = [count_text(k, "step") for k in steps]
     figure = make_subplots(rows=1, cols=len(steps), subplot_titles=titles)
     for column, k in enumerate(steps, start=1):
         figure.add_trace(go.Heatmap(_density_trace(density)), row=1, col=column)

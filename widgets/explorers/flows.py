@@ -89,6 +89,12 @@ def _color(setting: FlowSetting) -> str:
     return EXACT if setting.model == "exact" else COLORS[setting.label]
 
 
+def _drawn_color(setting: FlowSetting) -> str:
+    """Samples and steps in the plane: the exact velocity's black would vanish in the density
+    and among the black endpoints, so its are red there."""
+    return "#d62728" if setting.model == "exact" else _color(setting)
+
+
 def _bounds(view: FlowsView):
     xs, ys, _ = view.density
     return (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
@@ -104,7 +110,7 @@ def _sample_traces(view: FlowsView) -> list[dict]:
         figures.points(
             view.run.samples[view.steps],
             name=setting.label,
-            color="#d62728" if setting.model == "exact" else _color(setting),
+            color=_drawn_color(setting),
             size=2.5,
             opacity=0.5,
         ),
@@ -117,7 +123,7 @@ def _sample_layout(view: FlowsView) -> dict:
 
 
 def _path_traces(view: FlowsView) -> list[dict]:
-    run, color = view.run, _color(view.run.setting)
+    run, color = view.run, _drawn_color(view.run.setting)
     return [
         figures.polylines(run.ode_path, name="ODE trajectory", color="#999999", width=1.5),
         figures.polylines(
@@ -149,7 +155,7 @@ def _error_traces(view: FlowsView) -> list[dict]:
             "x": run.curve.nfe.to_numpy(),
             "y": run.curve.sw.to_numpy(),
             "mode": "lines+markers",
-            "name": setting.label + (" (the floor of Euler's error)" if exact else ""),
+            "name": setting.label + (" (no model error)" if exact else ""),
             "line": {"color": _color(setting), "dash": "dash" if exact else "solid",
                      "width": 3 if selected else 1.5},
         })  # fmt: skip

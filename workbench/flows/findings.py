@@ -124,13 +124,21 @@ def density_paragraph(trained: pd.DataFrame, metrics: Mapping[str, float]) -> st
         if lower
         else "not lower for the 2-rectified flow on this toy"
     )
-    why = (
-        ""
-        if lower
-        else " The U-shaped density moves training samples from mid t to the ends; on a 2-D "
-        "mixture whose 2-RF is already nearly straight, its 1-NFE error is mostly model error, "
-        "which mid t's fewer samples raise more than the ends' gain in step accuracy saves."
-    )
+    if lower:
+        why = ""
+    elif u.step_error_nfe1 < uniform.step_error_nfe1:
+        why = (
+            " The U-shaped times did lower the step error, but raised the model error more: "
+            "they move training samples from mid t to the ends, and on this 2-D mixture the "
+            "2-RF's one-step error is mostly model error, spread over every t."
+        )
+    else:
+        why = (
+            " Neither part is lower: the 2-RF is already nearly straight after one round "
+            f"(straightness {readable(uniform.straightness)}), so its one-step error is mostly "
+            "model error, spread over every t, and the U-shaped times take samples from mid t "
+            "to the ends, where a straight flow's step error has little left to gain."
+        )
     return (
         f"1-NFE sliced Wasserstein, U-shaped times against uniform at the same budget: "
         f"{'; '.join(parts)}: {verdict}. For the 2-RF, U-shaped against uniform: step error "
@@ -145,11 +153,18 @@ def meanflow_paragraph(trained: pd.DataFrame, metrics: Mapping[str, float]) -> s
     verdict = (
         "better than" if ratio < 1 else ("within 2x of" if ratio < 2 else "more than 2x worse than")
     )
+    two_steps = (
+        " Its 2-NFE error is larger than its 1-NFE error: the learned average velocity over "
+        "half intervals is less accurate here than over the whole one (measured; the method "
+        "does not predict it)."
+        if meanflow.sw_nfe2 > meanflow.sw_nfe1
+        else ""
+    )
     return (
         f"MeanFlow at 1 NFE: sliced Wasserstein {readable(meanflow.sw_nfe1)} (2 NFE: "
         f"{readable(meanflow.sw_nfe2)}), against {readable(second.sw_nfe1)} for the "
         f"2-rectified flow at 1 NFE: {readable(ratio)}x, {verdict} it. Its mean L2 to the exact "
         f"ODE endpoint is {readable(meanflow.l2_nfe1)} (2-RF: {readable(second.l2_nfe1)}): "
         "MeanFlow learns the exact flow's own jump from noise to data, the 2-RF a straightened "
-        "flow from its predecessor's coupling."
+        f"flow from its predecessor's coupling.{two_steps}"
     )
