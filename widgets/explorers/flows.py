@@ -62,7 +62,8 @@ def flows_explorer(smoke: bool = False, seed: int = 0) -> Explorer:
             f"({', '.join(map(str, size.steps))})."
         ),
         controls=[
-            Slider("steps", "solver steps (NFE)", 1, 50, 4, log=True),
+            # ten stops a decade: each press of an arrow key reaches a new step count or two
+            Slider("steps", "solver steps (NFE)", 1, 50, 5, step=0.1, log=True),
             Choice("path", "probability path", FLOW_PATHS.options(size.paths), "rectified"),
             Slider("rounds", "reflow rounds", 0, MAX_ROUNDS, 0, integer=True),
             Choice(
