@@ -170,6 +170,7 @@ SETTINGS = {
     WIDTH: ["width 16 to 256", "order-2", "Adam-atan2"],
     DEPTH: ["2 to 32 blocks", "depth^-alpha"],
     OPTIMIZERS: [],
+    "06_flows": [],
 }
 
 
