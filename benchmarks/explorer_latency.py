@@ -28,9 +28,13 @@ from widgets import measure_latency
 from widgets.topics import TOPICS, Topic
 
 
-def control_values(topic: Topic, n: int) -> list:
-    """n values of the topic's main control over its benchmark range, on the control's step."""
+def control_values(topic: Topic, n: int, stops: tuple[float, ...] | None = None) -> list:
+    """n values of the topic's main control over its benchmark range, on the control's step
+    (its `stops` inside the range, where it has them)."""
     low, high, step = topic.sweep
+    if stops is not None:
+        inside = [stop for stop in stops if low <= stop <= high]
+        return [inside[i % len(inside)] for i in range(n)]  # each move to another stop
     values = np.linspace(low, high, n)
     if step == 1:
         return np.rint(values).astype(int).tolist()
@@ -67,7 +71,7 @@ def main() -> None:
     print("-" * len(header))
     for topic in TOPICS:  # every topic in the table, at its served size
         explorer, control = topic.app(args.smoke), topic.control
-        values = control_values(topic, args.updates)
+        values = control_values(topic, args.updates, explorer.controls[control].stops)
         name = row_name(topic, explorer)
         for value in sorted(set(values)):  # first visits compute and cache; time the selection
             explorer.update(**{control: value})

@@ -797,3 +797,60 @@ def test_measure_latency_rejects_errors_and_bad_arguments(explorer):
         measure_latency(explorer, "nope", [1.0])
     with pytest.raises(ValueError, match="frontend"):
         measure_latency(explorer, "amplitude", [1.0], frontend="browser")
+
+
+# --------------------------------------------------------------------------------------------
+# A slider with stops: only the listed values, one key press apart, in both front ends
+# --------------------------------------------------------------------------------------------
+
+STEP_STOPS = (1, 2, 5, 10, 50)
+
+
+def stops_explorer() -> Explorer:
+    def compute(steps: int) -> int:
+        return steps
+
+    def traces(steps: int) -> list[dict]:
+        return [{"type": "scatter", "x": [0, 1], "y": [steps, steps]}]
+
+    return Explorer(
+        title="stops",
+        controls=[Slider("steps", "solver steps (NFE)", 1, 50, 5, stops=STEP_STOPS)],
+        compute=compute,
+        panels=[FigurePanel("p", "p", traces)],
+    )
+
+
+def test_a_slider_with_stops_takes_only_its_stops():
+    control = stops_explorer().controls["steps"]
+    assert control.validate(10) == 10 and control.validate(10.0) == 10
+    assert isinstance(control.validate(10.0), int)
+    with pytest.raises(ControlError, match="must be one of 1, 2, 5, 10, 50, got 7"):
+        control.validate(7)
+    for bad in ((1, 5, 2, 50), (2, 5, 50), (1,)):
+        with pytest.raises(ValueError, match="stops must increase from min to max"):
+            Slider("s", "s", 1, 50, 1, stops=bad)
+    with pytest.raises(ValueError, match="takes no log or step"):
+        Slider("s", "s", 1, 50, 1, stops=STEP_STOPS, log=True)
+
+
+def test_ipywidget_slider_with_stops_moves_between_them():
+    import ipywidgets as ipw
+
+    view = view_of(stops_explorer().ipywidget())
+    widget = view.control_widgets["steps"]
+    assert isinstance(widget, ipw.SelectionSlider)
+    assert [value for _, value in widget.options] == list(STEP_STOPS) and widget.value == 5
+    assert widget.description == "solver steps (NFE)"
+    view.set_widget_value("steps", 10)
+    assert view.figures["p"]["data"][0]["y"] == [10, 10]
+
+
+def test_panel_slider_with_stops_moves_in_the_stop_index_and_reads_out_the_stop():
+    view = view_of(stops_explorer().panel())
+    widget = view.control_widgets["steps"]
+    assert (widget.start, widget.end, widget.step, widget.value) == (0, 4, 1, 2)
+    assert '["1", "2", "5", "10", "50"][Math.round(tick)]' in widget.format.code
+    view.set_widget_value("steps", 50)
+    assert widget.value == 4 and view.widget_values()["steps"] == 50
+    assert view.figures["p"]["data"][0]["y"] == [50, 50]

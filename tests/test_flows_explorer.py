@@ -26,13 +26,17 @@ def test_every_panel_draws(explorer):
     assert "5 steps" in update.figures["samples"]["layout"]["title"]["text"]
 
 
-def test_the_steps_slider_snaps_to_computed_step_counts(explorer):
-    for value, shown in ((1, 1), (1.3, 1), (3.1, 2), (3.3, 5), (7, 5), (7.2, 10), (40, 50)):
-        update = explorer.update(steps=value)
+def test_the_steps_slider_offers_the_computed_step_counts_only(explorer):
+    control = explorer.controls["steps"]
+    assert control.stops == flow_size(smoke=True).steps
+    for shown in control.stops:
+        update = explorer.update(steps=shown)
         assert update.ok and update.result.steps == shown
         euler = update.figures["paths"]["data"][1]
         # one polyline per path: shown + 1 points and a gap each
         assert len(euler["x"]) == 24 * (shown + 2)
+    update = explorer.update(steps=3)
+    assert not update.ok and "must be one of 1, 2, 5, 10, 50, got 3" in update.error
 
 
 def test_one_step_of_the_exact_flow_draws_every_sample_at_the_mean(explorer):
@@ -61,4 +65,4 @@ def test_the_topic_entry_moves_the_steps_slider():
     assert entry.app is flows_app and entry.control == "steps"
     control = flows_app(smoke=True).controls["steps"]
     low, high, _ = entry.sweep
-    assert control.min <= low < high <= control.max and control.log
+    assert control.min <= low < high <= control.max and control.stops is not None

@@ -12,7 +12,17 @@ from typing import Any
 import ipywidgets as ipw
 
 from ._plot_grid import CONTROLS_CLASS, PlotGrid, first_revisions
-from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
+from .explorer import (
+    Choice,
+    Control,
+    Explorer,
+    ExplorerView,
+    MultiChoice,
+    Slider,
+    Toggle,
+    Update,
+    number_text,
+)
 
 _CONTROL_MARGIN = "2px 28px 6px 0"
 # A slider's track takes what its label above it leaves free, within these bounds.
@@ -52,6 +62,13 @@ def _slider_widget(control: Slider, value: float, continuous: bool) -> ipw.Widge
         "continuous_update": continuous,
         **_labelled_above(_SLIDER_WIDTH),
     }
+    if control.stops is not None:
+        # one key press per stop; the readout is the stop itself
+        return ipw.SelectionSlider(
+            options=[(number_text(stop), stop) for stop in control.stops],
+            value=control.stops[control.stop_index(value)],
+            **common,
+        )
     if control.integer:
         return ipw.IntSlider(
             value=int(value),

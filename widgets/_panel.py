@@ -10,6 +10,7 @@ once for its data and once for its layout.)
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,17 @@ import param
 from bokeh.models import CustomJSTickFormatter
 
 from ._plot_grid import CSS, first_revisions, next_revisions, plotly_source, to_json
-from .explorer import Choice, Control, Explorer, ExplorerView, MultiChoice, Slider, Toggle, Update
+from .explorer import (
+    Choice,
+    Control,
+    Explorer,
+    ExplorerView,
+    MultiChoice,
+    Slider,
+    Toggle,
+    Update,
+    number_text,
+)
 
 _SLIDER_WIDTH = 340
 # A select as wide as its longest option (about 7.5 px a character, 40 px of arrow and padding)
@@ -55,7 +66,23 @@ def _label(control: Control) -> dict[str, str]:
     return {key: control.label}
 
 
+def _stop_formatter(stops: tuple[float, ...]) -> CustomJSTickFormatter:
+    """A slider over stop indices that reads out the stop itself."""
+    labels = json.dumps([number_text(stop) for stop in stops])
+    return CustomJSTickFormatter(code=f"return {labels}[Math.round(tick)];")
+
+
 def _slider_widget(control: Slider, value: float) -> pn.widgets.Widget:
+    if control.stops is not None:
+        return pn.widgets.IntSlider(
+            **_label(control),
+            start=0,
+            end=len(control.stops) - 1,
+            value=control.stop_index(value),
+            step=1,
+            format=_stop_formatter(control.stops),
+            width=_SLIDER_WIDTH,
+        )
     if control.integer:
         return pn.widgets.IntSlider(
             **_label(control),
@@ -129,6 +156,8 @@ def _conversions(control: Control) -> tuple[Callable[[Any], Any], Callable[[Any]
     (a log slider moves in the exponent; a MultiChoice holds a list, the control a tuple)."""
     if isinstance(control, Slider) and control.log:
         return control.exponent, control.from_exponent
+    if isinstance(control, Slider) and control.stops is not None:
+        return control.stop_index, control.stops.__getitem__
     if isinstance(control, MultiChoice):
         return list, tuple
     return _same, _same

@@ -22,6 +22,7 @@ exception is a bug: ``update`` re-raises it; the renderers show it inline and lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import numbers
@@ -72,7 +73,7 @@ class ControlError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _number_text(x: float) -> str:
+def number_text(x: float) -> str:
     """Shortest exact text for a bound: 1 not 1.0, 0.001 not 1e-03."""
     if isinstance(x, numbers.Integral):
         return str(int(x))
@@ -115,7 +116,9 @@ class Slider:
 
     ``log=True`` makes a geometric slider: ``min``/``max``/``default`` are actual values (> 0)
     and the widget moves in the exponent; ``step`` is then in exponent units (``log_base``).
-    ``integer=True`` restricts values to integers.
+    ``integer=True`` restricts values to integers. ``stops`` (increasing numbers from ``min``
+    to ``max``) makes a slider that moves between those values only, one key press per stop
+    (e.g. the step counts a study computed): the widget moves in the stop's index.
     """
 
     name: str
@@ -127,10 +130,21 @@ class Slider:
     log: bool = False
     integer: bool = False
     readout_format: str | None = None
+    stops: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min) and math.isfinite(self.max) and self.min < self.max):
             raise ValueError(f"{self.name}: need finite min < max, got [{self.min}, {self.max}]")
+        if self.stops is not None:
+            stops = tuple(self.stops)
+            increasing = all(a < b for a, b in itertools.pairwise(stops))
+            if len(stops) < 2 or not increasing or (stops[0], stops[-1]) != (self.min, self.max):
+                raise ValueError(
+                    f"{self.name}: stops must increase from min to max, got {self.stops!r}"
+                )
+            if self.log or self.step is not None:
+                raise ValueError(f"{self.name}: a slider with stops takes no log or step")
+            object.__setattr__(self, "stops", stops)
         if self.log and self.min <= 0:
             raise ValueError(f"{self.name}: a log slider needs min > 0, got {self.min}")
         if self.log and self.integer:
@@ -173,9 +187,16 @@ class Slider:
         """The actual value at a log-slider position, clipped because base**log(x) != x."""
         return min(max(float(self.log_base) ** exponent, self.min), self.max)
 
+    def stop_index(self, value: float) -> int:
+        """The position of `value` among the stops (a slider with stops moves in it)."""
+        assert self.stops is not None
+        return self.stops.index(value)
+
     def _allowed(self) -> str:
+        if self.stops is not None:
+            return f"{self.label} must be one of {', '.join(map(number_text, self.stops))}"
         kind = "an integer" if self.integer else "a number"
-        bounds = f"[{_number_text(self.min)}, {_number_text(self.max)}]"
+        bounds = f"[{number_text(self.min)}, {number_text(self.max)}]"
         return f"{self.label} must be {kind} in {bounds}"
 
     def validate(self, value: Any) -> float | int:
@@ -188,6 +209,10 @@ class Slider:
             raise ControlError(f"{self._allowed()}, got {_value_text(value)}")
         if not self.min <= number <= self.max:
             raise ControlError(f"{self._allowed()}, got {_value_text(value)}")
+        if self.stops is not None:
+            if number not in self.stops:
+                raise ControlError(f"{self._allowed()}, got {_value_text(value)}")
+            return self.stops[self.stops.index(number)]
         return int(number) if self.integer else number
 
 

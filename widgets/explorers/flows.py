@@ -4,7 +4,7 @@ an exact mixture, measured against the exact flow.
 It declares the controls, asks `workbench.flows.study.flows_view` for what a setting shows
 (samples, trajectories and error curves, computed and cached there) and builds the panels.
 Only computed settings are offered: another combination is a one-line message, and the steps
-slider snaps to the computed step counts.
+slider moves between the computed step counts.
 """
 
 from __future__ import annotations
@@ -58,12 +58,14 @@ def flows_explorer(smoke: bool = False, seed: int = 0) -> Explorer:
         description=(
             f"Every model starts from the same {size.n_samples:,} noise draws and takes Euler "
             "steps in t; errors are sliced Wasserstein distances to exact samples of the "
-            "mixture. The steps slider snaps to the computed step counts "
+            "mixture. The steps slider moves between the computed step counts "
             f"({', '.join(map(str, size.steps))})."
         ),
         controls=[
-            # ten stops a decade: each press of an arrow key reaches a new step count or two
-            Slider("steps", "solver steps (NFE)", 1, 50, 5, step=0.1, log=True),
+            # the computed step counts only: each arrow-key press reaches the next one
+            Slider(
+                "steps", "solver steps (NFE)", size.steps[0], size.steps[-1], 5, stops=size.steps
+            ),
             Choice("path", "probability path", FLOW_PATHS.options(size.paths), "rectified"),
             Slider("rounds", "reflow rounds", 0, MAX_ROUNDS, 0, integer=True),
             Choice(
