@@ -49,7 +49,7 @@ from workbench.toy import GaussianMixture
 from workbench.toy.fields import evaluation_grid, plot_bounds
 
 PROBLEM = "ring"  # notebook 01's 8-mode ring: the same mixture as its diffusion solvers
-STEP_COUNTS = (1, 2, 3, 4, 5, 8, 10, 20, 50)  # the explorer's steps slider snaps to these
+STEP_COUNTS = (1, 2, 3, 4, 5, 8, 10, 20, 50)  # the explorer's steps slider stops at these
 COMPARE_NFES = (1, 2, 5, 10)  # rectified flow against the diffusion solvers at these NFE
 N_SHOWN = 1500  # samples drawn per setting: enough to see mass, few enough to see through
 N_PATHS = 24  # trajectories drawn per setting
@@ -516,8 +516,8 @@ def benchmark_table(smoke: bool, seed: int = 0) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ what the explorer shows
 def nearest_steps(steps: float, offered: Sequence[int]) -> int:
-    """The offered step count nearest to `steps` in log scale (the steps slider is a log
-    slider; only computed step counts are shown)."""
+    """The offered step count nearest to `steps` in log scale (`flows_view` takes any positive
+    count and shows the nearest computed one; the explorer's slider offers those only)."""
     if not steps > 0:
         raise ValueError(f"steps must be positive, got {steps!r}")
     return min(offered, key=lambda k: (abs(np.log(k / steps)), k))
