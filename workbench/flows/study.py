@@ -36,6 +36,7 @@ from workbench.flows.meanflow import TrainedMeanFlow, train_meanflow
 from workbench.flows.training import (
     TIME_DENSITIES,
     TrainedFlow,
+    euler_states,
     fine_solution,
     model_error,
     reflow,
@@ -251,17 +252,8 @@ def meanflow_jumps(flow: TrainedMeanFlow, x1: torch.Tensor, steps: int) -> list[
 
 
 def euler(model: DiffusionModel, x1: torch.Tensor, steps: int) -> list[torch.Tensor]:
-    """The flow-matching sampler: `steps` Euler steps in t from t_max to t_min on a uniform
-    grid, x <- x - dt v(x, t); the states, x1 first. (DDIM is the same on the rectified path
-    only; on curved paths it is an exponential integrator, not what a flow samples with.)"""
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    path = model.schedule
-    ts = torch.linspace(path.t_max, path.t_min, steps + 1, dtype=DTYPE)
-    states = [x1.to(DTYPE)]
-    for t, t_next in itertools.pairwise(ts):
-        states.append(states[-1] + (t_next - t) * model(states[-1], t))
-    return states
+    """The flow-matching sampler's states (`training.euler_states`), x1 first."""
+    return list(euler_states(model, x1, steps))
 
 
 # ------------------------------------------------------------------ one setting, measured

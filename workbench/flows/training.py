@@ -25,11 +25,12 @@ through thousands of Adam steps. float32 runs about 2x faster per step on this t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -628,18 +629,25 @@ def model_error(flow, mixture: GaussianMixture, *, n: int = 4096, seed: int = 0)
     return float(((model(x_t, t) - exact) ** 2).sum(dim=1).mean())
 
 
-def euler_solution(model: DiffusionModel, x1: torch.Tensor, steps: int) -> torch.Tensor:
+def euler_states(model: DiffusionModel, x1: torch.Tensor, steps: int) -> Iterator[torch.Tensor]:
     """`steps` Euler steps in t, x <- x + (s - t) v(x, t), on a uniform grid from t_max to
     t_min: the flow-matching sampler on any path (DDIM coincides with it on the rectified path
-    only; elsewhere DDIM is an exponential integrator)."""
+    only; elsewhere DDIM is an exponential integrator). Yields x1, then the state after each
+    step."""
     steps = _check_positive_int("steps", steps)
     velocity = model.as_prediction("velocity")
     path = model.schedule
     grid = torch.linspace(path.t_max, path.t_min, steps + 1, dtype=DTYPE)
     x = torch.as_tensor(x1, dtype=DTYPE)
+    yield x
     for t, s in itertools.pairwise(grid):
         x = x + (s - t) * velocity(x, t)
-    return x
+        yield x
+
+
+def euler_solution(model: DiffusionModel, x1: torch.Tensor, steps: int) -> torch.Tensor:
+    """The endpoint of `euler_states` (the states on the way are not kept)."""
+    return collections.deque(euler_states(model, x1, steps), maxlen=1)[0]
 
 
 def flow_samples(flow, x1: torch.Tensor, steps: int | None) -> torch.Tensor:
