@@ -83,8 +83,12 @@ def _strides(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _unravel(flat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """(N, dim) multi-indices of flat row-major indices."""
-    return torch.stack(torch.unravel_index(flat, shape), dim=1)
+    """(N, dim) multi-indices of flat row-major indices.
+
+    By division, not torch.unravel_index: its first call imports torch's symbolic-shape
+    machinery, about 3 s.
+    """
+    return flat.unsqueeze(1) // _strides(shape) % torch.tensor(shape, dtype=torch.long)
 
 
 def _vertices(values: torch.Tensor, grid: Grid, level: float, inside, crossed):
