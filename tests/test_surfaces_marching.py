@@ -199,3 +199,14 @@ def test_extractors_refuse_the_other_dimension():
         marching_squares(torch.zeros(5, 5, 5), Grid(3, 5))
     with pytest.raises(ValueError, match="level must be finite"):
         marching(torch.zeros(5, 5), Grid(2, 5), level=float("nan"))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_level_is_the_zero_set_of_the_shifted_values(dim):
+    grid = Grid(dim, 17)
+    values = values_on(grid, ellipse([0.213, -0.087, 0.05][:dim], [0.7, 0.35, 0.5][:dim]))
+    at_level = marching(values, grid, level=0.25)
+    shifted = marching(values - 0.25, grid)
+    assert torch.equal(at_level.faces, shifted.faces) and torch.equal(at_level.edges, shifted.edges)
+    assert float((at_level.vertices - shifted.vertices).abs().max()) <= 1e-15
+    assert at_level.n_faces > marching(values, grid).n_faces  # a larger surface
