@@ -1,0 +1,295 @@
+"""FlexiCubes-lite: dual marching squares and cubes with learnable per-cell weights.
+
+After Shen, Munkberg, Hasselgren, Yin, Wang, Chen, Gojcic, Fidler, Sharp and Gao, "Flexible
+Isosurface Extraction for Gradient-Based Mesh Optimization" (SIGGRAPH 2023, arXiv:2308.05371).
+Every cell that the level set crosses gets one dual vertex per surface patch
+(`cell_topology`), placed from the cell's own edge crossings:
+
+- crossing of edge (i, j): u_e = (s_j a_j x_i - s_i a_i x_j) / (s_j a_j - s_i a_i), with the
+  cell's corner weights a = alpha (alpha = 1: linear interpolation);
+- dual vertex: v = sum_e b_e u_e / sum_e b_e over the patch's edges, b = beta (beta = 1: the
+  mean of the crossings, Surface Nets' vertex);
+- faces: one per sign-changing grid edge inside the grid, joining the dual vertices of the
+  cells around it: a segment (2 cells) in 2-D, a quad (4 cells) in 3-D, split into triangles by
+  gamma. split="center" (the paper's training mode, differentiable in gamma) adds the point
+  (g02 m02 + g13 m13) / (g02 + g13), where m02 is the midpoint of the diagonal v0 v2 and
+  g02 = gamma_0 gamma_2, and fans four triangles around it; split="diagonal" (the paper's
+  extraction mode) cuts along v0 v2 if g02 > g13, else along v1 v3. In 2-D gamma has nothing to
+  split and does not enter.
+
+"Lite": no QEF vertex placement, no per-vertex deformation, no tetrahedral or adaptive output,
+and the patch table omits the interior-tunnel cases (see `cell_topology`).
+
+The weights are positive through w = 1 + 0.99 tanh(raw), all three (the reference
+implementation uses a sigmoid for gamma; only ratios of gamma matter, so both do the same job).
+Weights live per cell: the two cells sharing a grid edge may cross it at different points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workbench.surfaces.cell_topology import (
+    MAX_PATCHES,
+    PATCH_TABLES,
+    cell_edges,
+    corner_offsets,
+    edge_axes,
+    edge_index,
+)
+from workbench.surfaces.grid import DTYPE, Grid, Mesh
+
+WEIGHT_SCALE = 0.99  # the paper's: weights in (0.01, 1.99), never zero or negative
+SPLITS = ("center", "diagonal")
+
+
+def _positive(raw: torch.Tensor) -> torch.Tensor:
+    return 1 + WEIGHT_SCALE * torch.tanh(raw)
+
+
+class FlexiWeights(torch.nn.Module):
+    """Per-cell weights: alpha on the 2^D corners, beta on the edges, gamma per cell.
+
+    The parameters are the unconstrained raw values; `alpha`, `beta`, `gamma` are the positive
+    weights 1 + 0.99 tanh(raw). Cells are in the row-major order of the (n - 1)^D cell grid,
+    corners and edges in `cell_topology`'s numbering.
+    """
+
+    def __init__(self, raw_alpha, raw_beta, raw_gamma):
+        super().__init__()
+        self.raw_alpha = torch.nn.Parameter(torch.as_tensor(raw_alpha, dtype=DTYPE).clone())
+        self.raw_beta = torch.nn.Parameter(torch.as_tensor(raw_beta, dtype=DTYPE).clone())
+        self.raw_gamma = torch.nn.Parameter(torch.as_tensor(raw_gamma, dtype=DTYPE).clone())
+        n_cells, n_corners = self.raw_alpha.shape if self.raw_alpha.ndim == 2 else (0, 0)
+        dim = {4: 2, 8: 3}.get(n_corners)
+        if dim is None or self.raw_beta.shape != (n_cells, len(cell_edges(dim))):
+            raise ValueError(
+                "FlexiWeights take alpha (cells, 4 or 8), beta (cells, 4 or 12), gamma (cells,),"
+                f" got {tuple(self.raw_alpha.shape)}, {tuple(self.raw_beta.shape)}"
+            )
+        if self.raw_gamma.shape != (n_cells,):
+            raise ValueError(f"gamma must have shape ({n_cells},), got {tuple(raw_gamma.shape)}")
+        self.dim = dim
+
+    @classmethod
+    def neutral(cls, grid: Grid) -> FlexiWeights:
+        """All weights 1: plain dual marching, each dual vertex the mean of its crossings."""
+        n_cells = (grid.resolution - 1) ** grid.dim
+        return cls(
+            torch.zeros(n_cells, 2**grid.dim),
+            torch.zeros(n_cells, len(cell_edges(grid.dim))),
+            torch.zeros(n_cells),
+        )
+
+    @property
+    def n_cells(self) -> int:
+        return self.raw_alpha.shape[0]
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return _positive(self.raw_alpha)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return _positive(self.raw_beta)
+
+    @property
+    def gamma(self) -> torch.Tensor:
+        return _positive(self.raw_gamma)
+
+
+@dataclass(frozen=True)
+class DualVertices:
+    """The dual vertices of a grid and what they were built from.
+
+    positions: (V, D) the dual vertices; cells: (V,) the flat cell index of each;
+    vertex_map: (cells, MAX_PATCHES) the vertex of each patch of each cell, -1 where none;
+    cases: (cells,) each cell's sign configuration (bit k: corner k inside);
+    pair_vertex, pair_crossing: (P,) and (P, D): every (dual vertex, plain linear crossing of
+    one of its edges) pair, for L_dev.
+    """
+
+    positions: torch.Tensor
+    cells: torch.Tensor
+    vertex_map: torch.Tensor
+    cases: torch.Tensor
+    pair_vertex: torch.Tensor
+    pair_crossing: torch.Tensor
+
+
+def _check(values: torch.Tensor, grid: Grid, weights: FlexiWeights | None) -> FlexiWeights:
+    if not isinstance(values, torch.Tensor) or tuple(values.shape) != grid.shape:
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"values must be a tensor shaped {grid.shape}, got {shape}")
+    if not torch.isfinite(values).all():
+        raise ValueError("values must be finite: got NaN or infinity on the grid")
+    if weights is None:  # nothing to differentiate the weights for: no graph through them
+        weights = FlexiWeights.neutral(grid).requires_grad_(False)
+    n_cells = (grid.resolution - 1) ** grid.dim
+    if weights.dim != grid.dim or weights.n_cells != n_cells:
+        raise ValueError(
+            f"weights are for {weights.n_cells} cells in {weights.dim}-D, the grid has "
+            f"{n_cells} cells in {grid.dim}-D"
+        )
+    return weights
+
+
+def _cell_origins(grid: Grid) -> torch.Tensor:
+    """(cells, D) long: the multi-index of every cell's lowest corner, row-major."""
+    axis = torch.arange(grid.resolution - 1)
+    return torch.stack(
+        [a.reshape(-1) for a in torch.meshgrid(*[axis] * grid.dim, indexing="ij")], dim=1
+    )
+
+
+def _flat(multi_index: torch.Tensor, size: int) -> torch.Tensor:
+    """Row-major flat index of (..., D) multi-indices into a size^D array."""
+    dim = multi_index.shape[-1]
+    strides = torch.tensor([size ** (dim - 1 - d) for d in range(dim)])
+    return (multi_index * strides).sum(-1)
+
+
+def dual_vertices(
+    values: torch.Tensor, grid: Grid, weights: FlexiWeights | None = None
+) -> DualVertices:
+    """Every cell's dual vertices from its weighted edge crossings (differentiable)."""
+    weights = _check(values, grid, weights)
+    values = values.to(DTYPE)
+    dim, n = grid.dim, grid.resolution
+    offsets, edges, axes = corner_offsets(dim), cell_edges(dim), edge_axes(dim)
+    origins = _cell_origins(grid)
+    corner_values = values.reshape(-1)[_flat(origins[:, None, :] + offsets, n)]  # (C, K)
+    cases = ((corner_values < 0).long() << torch.arange(2**dim)).sum(1)
+    active = ((cases > 0) & (cases < 2 ** (2**dim) - 1)).nonzero().squeeze(1)
+    patches = PATCH_TABLES[dim][cases[active]]  # (A, E)
+    crossing = patches >= 0
+
+    # the fraction t along each edge from its start corner, with and without alpha
+    s = corner_values[active]
+    s_start, s_end = s[:, edges[:, 0]], s[:, edges[:, 1]]
+    alpha = weights.alpha[active]
+    weighted_start, weighted_end = s_start * alpha[:, edges[:, 0]], s_end * alpha[:, edges[:, 1]]
+    ones = torch.ones_like(s_start)
+    # a non-crossing edge may have equal values: give it a safe denominator (t is unused there)
+    t = weighted_start / torch.where(crossing, weighted_start - weighted_end, ones)
+    t_plain = s_start / torch.where(crossing, s_start - s_end, ones)
+    direction = torch.nn.functional.one_hot(axes, dim).to(DTYPE)  # (E, D)
+    start_corners = (origins[active][:, None, :] + offsets[edges[:, 0]]).to(DTYPE)
+    base = grid.lo + grid.spacing * start_corners
+    crossings = base + grid.spacing * t[..., None] * direction  # (A, E, D)
+    plain = base + grid.spacing * t_plain[..., None] * direction
+
+    members = (patches[..., None] == torch.arange(MAX_PATCHES[dim])).to(DTYPE)  # (A, E, P)
+    beta = weights.beta[active][..., None] * members
+    total = beta.sum(1)  # (A, P)
+    exists = members.sum(1) > 0
+    sums = torch.einsum("aep,aed->apd", beta, crossings)
+    positions = (sums / torch.where(exists, total, torch.ones_like(total))[..., None])[exists]
+
+    vertex_map = torch.full((len(cases), MAX_PATCHES[dim]), -1, dtype=torch.long)
+    active_map = torch.full(exists.shape, -1, dtype=torch.long)
+    active_map[exists] = torch.arange(int(exists.sum()))
+    vertex_map[active] = active_map
+    rows, edge_of = crossing.nonzero(as_tuple=True)
+    return DualVertices(
+        positions=positions,
+        cells=active[exists.nonzero(as_tuple=True)[0]],
+        vertex_map=vertex_map,
+        cases=cases,
+        pair_vertex=active_map[rows, patches[rows, edge_of]],
+        pair_crossing=plain[rows, edge_of],
+    )
+
+
+def _ring(dim: int, axis: int) -> list[tuple[int, ...]]:
+    """Offsets (subtracted along the other axes) of the cells around a grid edge along `axis`,
+    in the order whose segment (2-D) or quad (3-D) faces +axis, i.e. out of an inside start."""
+    if dim == 2:
+        return [(1,), (0,)] if axis == 0 else [(0,), (1,)]
+    return [(1, 1), (0, 1), (0, 0), (1, 0)]  # counter-clockwise seen from +axis, (b, c) cyclic
+
+
+def _dual_polygons(values: torch.Tensor, grid: Grid, dual: DualVertices) -> torch.Tensor:
+    """(F, 2^(D-1)) the dual vertices around every sign-changing grid edge, facing outward."""
+    dim, n = grid.dim, grid.resolution
+    inside = values.detach() < 0
+    local_edge, polygons = edge_index(dim), []
+    for axis in range(dim):  # a loop over the D axes, not over edges
+        others = [(axis + k) % dim for k in range(1, dim)]  # cyclic: (b, c) with b x c = axis
+        start, end = inside.narrow(axis, 0, n - 1), inside.narrow(axis, 1, n - 1)
+        interior = torch.ones_like(start)
+        for other in others:  # the grid's boundary edges have cells on one side only
+            interior.narrow(other, 0, 1).fill_(False)
+            interior.narrow(other, n - 1, 1).fill_(False)
+        points = ((start != end) & interior).nonzero()
+        ring = []
+        for offset in _ring(dim, axis):
+            shift = torch.zeros(dim, dtype=torch.long)
+            corner = 0
+            for other, o in zip(others, offset, strict=True):
+                shift[other] = o
+                corner |= o << other
+            cell = _flat(points - shift, n - 1)
+            patch = PATCH_TABLES[dim][dual.cases[cell], local_edge[axis, corner]]
+            ring.append(dual.vertex_map[cell, patch])
+        polygon = torch.stack(ring, dim=1)
+        outward = start[tuple(points.T)]  # inside at the start: the ring already faces out
+        polygons.append(torch.where(outward[:, None], polygon, polygon.flip(1)))
+    return torch.cat(polygons)
+
+
+def _split_quads(quads: torch.Tensor, positions: torch.Tensor, gamma: torch.Tensor, split: str):
+    """Triangles (and the vertices they add) from outward-facing quads (v0, v1, v2, v3)."""
+    g = gamma[quads]  # (Q, 4) each dual vertex's cell's gamma
+    g02, g13 = g[:, 0] * g[:, 2], g[:, 1] * g[:, 3]
+    if split == "diagonal":
+        along_02 = (g02 > g13)[:, None]
+        first = torch.where(along_02, quads[:, [0, 1, 2]], quads[:, [0, 1, 3]])
+        second = torch.where(along_02, quads[:, [0, 2, 3]], quads[:, [1, 2, 3]])
+        return positions, torch.cat([first, second])
+    v = positions[quads]
+    mid02, mid13 = (v[:, 0] + v[:, 2]) / 2, (v[:, 1] + v[:, 3]) / 2
+    centers = (g02[:, None] * mid02 + g13[:, None] * mid13) / (g02 + g13)[:, None]
+    center_ids = torch.arange(len(quads)) + len(positions)
+    fans = [torch.stack([quads[:, k], quads[:, (k + 1) % 4], center_ids], 1) for k in range(4)]
+    return torch.cat([positions, centers]), torch.stack(fans, 1).reshape(-1, 3)
+
+
+def flexicubes(
+    values: torch.Tensor, grid: Grid, weights: FlexiWeights | None = None, split: str = "center"
+) -> Mesh:
+    """The dual mesh of {values = 0}: segments (2-D) or triangles (3-D), oriented outward.
+
+    Differentiable in values and in the weights; the connectivity follows the signs only.
+    A level set that crosses no cell gives an empty mesh (no vertices, no faces).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    weights = _check(values, grid, weights)
+    dual = dual_vertices(values, grid, weights)
+    polygons = _dual_polygons(values, grid, dual)
+    if grid.dim == 2:
+        return Mesh(dual.positions, polygons)
+    return Mesh(*_split_quads(polygons, dual.positions, weights.gamma[dual.cells], split))
+
+
+def deviation_loss(
+    values: torch.Tensor, grid: Grid, weights: FlexiWeights | None = None
+) -> torch.Tensor:
+    """L_dev: how unequal each dual vertex's distances to its edge crossings are.
+
+    For dual vertex v with crossings {x_e} (plain linear interpolation, as the reference
+    implementation measures them), d_e = |x_e - v|; L_dev is the mean over all (vertex,
+    crossing) pairs of |d_e - mean_e' d_e'|, the per-vertex mean absolute deviation. It is zero
+    exactly when every dual vertex is equidistant to its crossings (the centre of a circle
+    through them), and 0 for an empty level set.
+    """
+    dual = dual_vertices(values, grid, weights)
+    if len(dual.pair_vertex) == 0:
+        return dual.positions.sum() * 0.0
+    distance = (dual.pair_crossing - dual.positions[dual.pair_vertex]).norm(dim=1)
+    count = torch.bincount(dual.pair_vertex, minlength=len(dual.positions)).to(DTYPE)
+    mean = torch.zeros(len(dual.positions), dtype=DTYPE).index_add(0, dual.pair_vertex, distance)
+    return (distance - (mean / count)[dual.pair_vertex]).abs().mean()
