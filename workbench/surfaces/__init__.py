@@ -6,6 +6,12 @@ from workbench.surfaces.fitted_fields import GridField, MLPField
 from workbench.surfaces.flexicubes import FlexiWeights, deviation_loss
 from workbench.surfaces.grid import Grid, Mesh
 from workbench.surfaces.marching import marching_cubes, marching_squares
+from workbench.surfaces.meshsdf import (
+    meshsdf_vertices,
+    normal_velocity,
+    project_to_surface,
+    shape_derivative,
+)
 from workbench.surfaces.shapes import SHAPES
 
 # `marching` itself is not re-exported: bound here it would shadow the module of that name
@@ -27,4 +33,8 @@ __all__ = [
     "deviation_loss",
     "marching_cubes",
     "marching_squares",
+    "meshsdf_vertices",
+    "normal_velocity",
+    "project_to_surface",
+    "shape_derivative",
 ]
