@@ -107,7 +107,25 @@ class Ball(Field):
         return (self.center + self.radius * directions).detach()
 
 
-class Ellipsoid(Field):
+class _Centered(Field):
+    """A shape about a centre parameter (star-shaped about it) with positive per-axis sizes."""
+
+    def __init__(self, center, what: str):
+        super().__init__()
+        self.center = _as_parameter(center, f"{what}'s center")
+        self.dim = _check_dim(self.center.shape[0], f"{what}'s center")
+
+    def _sizes(self, values, name: str) -> torch.nn.Parameter:
+        sizes = _as_parameter(values, name, self.dim)
+        if not bool((sizes > 0).all()):
+            raise ValueError(f"{name} must be > 0, got {sizes.tolist()}")
+        return sizes
+
+    def star_center(self) -> torch.Tensor:
+        return self.center.detach().clone()
+
+
+class Ellipsoid(_Centered):
     """An ellipse (dim 2) or ellipsoid (dim 3): s = g (|(x - c) / r| - 1), g = (prod r)^(1/D).
 
     Not a distance: on the surface |grad s| = g |(x - c) / r^2| runs between g / max(r) and
@@ -115,12 +133,8 @@ class Ellipsoid(Field):
     """
 
     def __init__(self, center, radii):
-        super().__init__()
-        self.center = _as_parameter(center, "an ellipsoid's center")
-        self.dim = _check_dim(self.center.shape[0], "an ellipsoid's center")
-        self.radii = _as_parameter(radii, "an ellipsoid's radii", self.dim)
-        if not bool((self.radii > 0).all()):
-            raise ValueError(f"an ellipsoid's radii must be > 0, got {self.radii.tolist()}")
+        super().__init__(center, "an ellipsoid")
+        self.radii = self._sizes(radii, "an ellipsoid's radii")
 
     def _scale(self) -> torch.Tensor:
         return self.radii.log().mean().exp()
@@ -135,11 +149,8 @@ class Ellipsoid(Field):
         norm = (offset / radii).norm(dim=1, keepdim=True).clamp_min(1e-300)
         return self._scale().detach() * offset / radii**2 / norm
 
-    def star_center(self) -> torch.Tensor:
-        return self.center.detach().clone()
 
-
-class Box(Field):
+class Box(_Centered):
     """The exact signed distance to an axis-aligned rectangle or box with sharp corners.
 
     With q = |x - c| - h: |max(q, 0)| outside, max_i q_i (<= 0) inside. Its gradient jumps
@@ -147,12 +158,8 @@ class Box(Field):
     """
 
     def __init__(self, center, half_sizes):
-        super().__init__()
-        self.center = _as_parameter(center, "a box's center")
-        self.dim = _check_dim(self.center.shape[0], "a box's center")
-        self.half_sizes = _as_parameter(half_sizes, "a box's half sizes", self.dim)
-        if not bool((self.half_sizes > 0).all()):
-            raise ValueError(f"a box's half sizes must be > 0, got {self.half_sizes.tolist()}")
+        super().__init__(center, "a box")
+        self.half_sizes = self._sizes(half_sizes, "a box's half sizes")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = (self.check_points(x) - self.center).abs() - self.half_sizes
@@ -167,9 +174,6 @@ class Box(Field):
         nearest_face = torch.nn.functional.one_hot(q.argmax(dim=1), self.dim).to(DTYPE)
         is_outside = (q > 0).any(dim=1, keepdim=True)
         return sign * torch.where(is_outside, outside, nearest_face)
-
-    def star_center(self) -> torch.Tensor:
-        return self.center.detach().clone()
 
     def surface_points(self, n: int, seed: int = 0) -> torch.Tensor:
         """2-D: exactly equal arclength round the rectangle (rays would cut its corners short in
