@@ -59,7 +59,8 @@ def meshsdf_vertices(mesh: Mesh, field) -> torch.Tensor:
     return vertices - (grad / norm[:, None] ** 2) * (values - values.detach())[:, None]
 
 
-def _parameter_name(field, parameter) -> str:
+def parameter_name(field, parameter) -> str:
+    """The name of `parameter` (a parameter of `field` or its name) in `named_parameters()`."""
     names = [name for name, _ in field.named_parameters()]
     if isinstance(parameter, str):
         if parameter not in names:
@@ -87,10 +88,21 @@ def _value_jacobian(field, points: torch.Tensor, name: str) -> torch.Tensor:
         if theta.numel() > len(points):
             rows = [_gradient_or_zero(field(point[None])[0], theta) for point in points]
             return torch.stack(rows)
-        weights = torch.ones(len(points), dtype=points.dtype, requires_grad=True)
-        (pulled,) = torch.autograd.grad((weights * field(points)).sum(), theta, create_graph=True)
+        return output_jacobian(field(points), theta)
+
+
+def output_jacobian(outputs: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(N, *theta.shape) d outputs_i / d theta of an (N,) tensor computed from theta: one
+    reverse pass per entry of theta (J^T w is linear in w, so d(J^T w)_j / dw is column j)."""
+    with torch.enable_grad():
+        weights = torch.ones(len(outputs), dtype=outputs.dtype, requires_grad=True)
+        (pulled,) = torch.autograd.grad(
+            outputs, theta, grad_outputs=weights, create_graph=True, allow_unused=True
+        )
+        if pulled is None:
+            return torch.zeros(len(outputs), *theta.shape, dtype=outputs.dtype)
         columns = [_gradient_or_zero(entry, weights) for entry in pulled.reshape(-1)]
-    return torch.stack(columns, dim=1).reshape(len(points), *theta.shape)
+    return torch.stack(columns, dim=1).reshape(len(outputs), *theta.shape)
 
 
 def _gradient_or_zero(output: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
@@ -108,7 +120,7 @@ def normal_velocity(field, points: torch.Tensor, parameter) -> torch.Tensor:
     `parameter` is a parameter of `field` or its name (as in `field.named_parameters()`).
     """
     points = field.check_points(points)
-    name = _parameter_name(field, parameter)
+    name = parameter_name(field, parameter)
     _, norm = _unit_gradient(field, points)
     jacobian = _value_jacobian(field, points, name)
     return -jacobian / norm.reshape((-1,) + (1,) * (jacobian.ndim - 1))
