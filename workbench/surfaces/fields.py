@@ -9,10 +9,10 @@ to autograd, which the tests use as the reference for every closed form.
 against them, never against an extracted mesh): closed forms where they exist, otherwise roots
 along rays from the field's `star_center()` (`workbench.surfaces.surface_sampling`).
 
-Only `Ball` and `Box` are exact signed distances; `Ellipsoid`, `SmoothUnion` (off its blend
-region it is exact if its parts are), `DensityLevelSet` and the fitted fields are implicit
-functions with the same zero set convention whose |grad s| is not 1. The MeshSDF gradient
-divides by |grad s|, so it holds for all of them.
+Only `Ball` and `Box` are exact signed distances. `Ellipsoid`, `SmoothUnion` (away from its
+seam it is min(a, b): the exact distance outside a union of exact parts, a bound inside),
+`DensityLevelSet` and the fitted fields are implicit functions with the same sign convention
+whose |grad s| is not 1; the MeshSDF gradient divides by |grad s|, so it holds for all.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from workbench.surfaces.grid import DTYPE
 
 _RAY_SAMPLES = 32  # samples along each ray to bracket the crossing and check it is the only one
 _BISECTIONS = 56  # shrinks the bracket (at most 64 / 31) below 1e-15
-_DENSE_PER_POINT = 8  # dense polygon vertices per requested point for the 2-D arclength
+_DENSE_PER_POINT = 4  # dense polygon vertices per requested point for the 2-D arclength
+_DENSE_BISECTIONS = 24  # the dense polygon only measures arclength: 1e-7 of a bracket is plenty
 
 
 def fibonacci_sphere(n: int) -> torch.Tensor:
@@ -62,8 +63,11 @@ def _outer_radius(field, center: torch.Tensor, directions: torch.Tensor) -> floa
     return radius
 
 
-def ray_radii(field, center: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """(M,) the radius r at which each ray c + r u crosses the zero set, to rounding."""
+def ray_radii(
+    field, center: torch.Tensor, directions: torch.Tensor, bisections: int = _BISECTIONS
+) -> torch.Tensor:
+    """(M,) the radius r at which each ray c + r u crosses the zero set, to rounding (with the
+    default number of bisections)."""
     with torch.no_grad():
         if not float(field(center[None])[0]) < 0:
             raise ValueError(
@@ -82,7 +86,7 @@ def ray_radii(field, center: torch.Tensor, directions: torch.Tensor) -> torch.Te
             )
         last_inside = inside.sum(dim=1) - 1  # each ray is inside, then outside
         lo, hi = ticks[last_inside], ticks[last_inside + 1]
-        for _ in range(_BISECTIONS):
+        for _ in range(bisections):
             middle = 0.5 * (lo + hi)
             is_inside = field(center + middle[:, None] * directions) < 0
             lo, hi = torch.where(is_inside, middle, lo), torch.where(is_inside, hi, middle)
@@ -129,7 +133,8 @@ def _equal_arclength(field, n: int, center: torch.Tensor) -> torch.Tensor:
     dense = max(_DENSE_PER_POINT * n, 512)
     angles = 2 * math.pi * torch.arange(dense + 1, dtype=DTYPE) / dense
     directions = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    polygon = center + ray_radii(field, center, directions)[:, None] * directions
+    radii = ray_radii(field, center, directions, _DENSE_BISECTIONS)
+    polygon = center + radii[:, None] * directions
     segment, fraction = equal_arclength(polygon, n)
     chosen = angles[segment] + fraction * (angles[segment + 1] - angles[segment])
     directions = torch.stack([torch.cos(chosen), torch.sin(chosen)], dim=1)
