@@ -194,6 +194,8 @@ def test_shapes_registry_fits_the_grid_and_builds_fresh_fields():
         (lambda: GridField(Grid(2, 5), torch.zeros(4, 4)), "shaped (5, 5)"),
         (lambda: GridField(Grid(2, 5), torch.full((5, 5), math.nan)), "finite"),
         (lambda: DensityLevelSet(_mixture(2), 50.0), "level set is not empty"),
+        (lambda: DensityLevelSet(_mixture(2).means, 0.5), "takes a GaussianMixture"),
+        (lambda: DensityLevelSet(GaussianMixture([[0.0]], 1.0), 0.1), "2-D or 3-D"),
         (lambda: Ball([0.0, 0.0], 0.5).surface_points(0), "integer >= 1"),
         (lambda: Ball([0.0, 0.0], 0.5)(torch.zeros(3, 3)), "shape (N, 2)"),
         # the centre between two far balls is outside; inside one of them, rays cross twice

@@ -237,6 +237,10 @@ class DensityLevelSet(Field):
 
     def __init__(self, mixture: GaussianMixture, level: float):
         super().__init__()
+        if not isinstance(mixture, GaussianMixture):
+            raise ValueError(
+                f"a density level set takes a GaussianMixture, got {type(mixture).__name__}"
+            )
         self.dim = _check_dim(mixture.dim, "a density level set's mixture")
         self._mixture = copy.copy(mixture)
         self.means = torch.nn.Parameter(mixture.means.clone())
