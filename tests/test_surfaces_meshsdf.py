@@ -160,9 +160,7 @@ def test_meshsdf_velocity_converges_to_the_shape_derivative(shape, parameter, re
     assert empirical_order(resolutions, rms).order >= 1.8, rms
     # and the errors fall over the whole range, not only in the fit
     assert largest[-1] <= largest[0] * (resolutions[0] / resolutions[-1]) ** 1.2
-    interpolation = [
-        velocity_error(field, grid, parameter, "interpolation", "rms") for grid in grids
-    ]
+    interpolation = [velocity_error(field, grid, parameter, "marching", "rms") for grid in grids]
     assert 0.7 <= empirical_order(resolutions, interpolation).order <= 1.3, interpolation
     assert rms[-1] * 10 < interpolation[-1]
 
@@ -170,7 +168,7 @@ def test_meshsdf_velocity_converges_to_the_shape_derivative(shape, parameter, re
 def test_the_interpolation_velocity_is_the_normal_part_of_marchings_own_gradient():
     """Checked against the vertices' autograd Jacobian through marching, vertex by vertex."""
     field, grid = SHAPES["ellipse"](), Grid(2, 17)
-    mesh, velocity = vertex_velocities(field, grid, "radii", "interpolation")
+    mesh, velocity = vertex_velocities(field, grid, "radii", "marching")
     graph = marching(grid.sample(field), grid)
     normals = field.gradient(mesh.vertices) / field.gradient(mesh.vertices).norm(dim=1)[:, None]
     for i in range(0, mesh.n_vertices, 7):

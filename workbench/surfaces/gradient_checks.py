@@ -5,12 +5,14 @@ Two ways to move an extracted vertex with the field's parameters theta (`VELOCIT
 
 - "meshsdf": MeshSDF's normal motion, -(ds/dtheta) / |grad s| at the vertex
   (`workbench.surfaces.meshsdf`);
-- "interpolation": plain autograd through marching's edge interpolation of the sampled grid
+- "marching": plain autograd through marching's edge interpolation of the sampled grid
   values, of which only the normal component n . dv/dtheta moves the surface.
+
+(The ids and labels are those of the same gradients in `workbench.surfaces.fitting.EXTRACTORS`.)
 
 `velocity_error` compares either with the exact shape derivative at the vertex's projection
 onto the true surface: MeshSDF's error is second order in the grid spacing (a vertex sits
-O(h^2) off the surface), the interpolation's first order (the secant slope along an edge is
+O(h^2) off the surface), marching's interpolation first order (the secant slope along an edge is
 the field's slope at the crossing only to O(h)).
 
 `finite_difference_error` is the identity itself, on a mesh: the MeshSDF derivative of a
@@ -71,7 +73,9 @@ def _interpolation_velocities(field, grid: Grid, name: str) -> tuple[Mesh, torch
 
 VELOCITY_METHODS: Registry[Callable[..., tuple[Mesh, torch.Tensor]]] = Registry("velocity")
 VELOCITY_METHODS.add("meshsdf", _meshsdf_velocities, label="MeshSDF gradient")
-VELOCITY_METHODS.add("interpolation", _interpolation_velocities, label="marching interpolation")
+VELOCITY_METHODS.add(
+    "marching", _interpolation_velocities, label="marching (interpolation gradient)"
+)
 
 
 def vertex_velocities(field, grid: Grid, parameter, method: str = "meshsdf"):
