@@ -39,7 +39,8 @@ TIME_INPUTS.add("sigma", lambda schedule, t: schedule.sigma(t), label="noise lev
 TIME_INPUTS.add("log_snr", lambda schedule, t: 2 * schedule.lambda_(t), label="log-SNR")
 TIME_INPUTS.add(
     "ve_sigma",
-    # k-diffusion's and EDM's noise level of a VP model: x_t / alpha = x_0 + (sigma / alpha) eps
+    # the noise level of Karras et al. 2022 (EDM, arXiv:2206.00364) and k-diffusion for a VP
+    # model: x_t / alpha = x_0 + (sigma / alpha) eps; an EDM network on EDMSchedule takes "t"
     lambda schedule, t: schedule.sigma(t) / schedule.alpha(t),
     label="VE sigma = sigma / alpha",
 )
