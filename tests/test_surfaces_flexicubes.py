@@ -49,9 +49,9 @@ def values_on(grid, field):
     return field(grid.points()).reshape(grid.shape)
 
 
-def random_weights(grid, scale=0.5, seed=0):
+def random_weights(grid, scale=0.5, seed=0, deform=False):
     generator = torch.Generator().manual_seed(seed)
-    neutral = FlexiWeights.neutral(grid)
+    neutral = FlexiWeights.neutral(grid, deform=deform)
     raw = [
         scale * torch.randn(p.shape, generator=generator, dtype=DTYPE) for p in neutral.parameters()
     ]
@@ -204,15 +204,16 @@ def directional_derivatives(output, tensors, directions, eps=1e-6):
 
 @pytest.mark.parametrize("dim, resolution", [(2, 9), (3, 6)])
 def test_autograd_matches_finite_differences(dim, resolution):
-    """The vertices w.r.t. the values and w.r.t. each raw weight (alpha, beta, gamma): autograd
+    """The vertices w.r.t. the values and w.r.t. each raw weight (alpha, beta, gamma, the grid
+    deformation): autograd
     against central differences at eps 1e-6 along random directions, to 1e-7 (values kept
     1e-3 from zero, so no sign and no connectivity changes under the perturbation). 3-D: both
     splits; gamma enters through the split="center" vertices only (zero derivative else)."""
     grid = Grid(dim, resolution)
     values = values_on(grid, ball([0.07, -0.04, 0.02][:dim], 0.55))
     values = torch.where(values.abs() < 1e-3, values + 3e-3, values).requires_grad_(True)
-    weights = random_weights(grid, scale=0.4)
-    tensors = [values, weights.raw_alpha, weights.raw_beta, weights.raw_gamma]
+    weights = random_weights(grid, scale=0.4, deform=True)
+    tensors = [values, weights.raw_alpha, weights.raw_beta, weights.raw_gamma, weights.raw_deform]
     for split in ["center", "diagonal"] if dim == 3 else ["center"]:
         pairs = directional_derivatives(
             lambda split=split: flexicubes(values, grid, weights, split).vertices,
@@ -235,6 +236,28 @@ def test_gradients_reach_every_weight_that_shapes_the_mesh():
         assert weights.raw_beta.grad.abs().max() > 0
         gamma_grad = weights.raw_gamma.grad
         assert (gamma_grad is not None and bool(gamma_grad.abs().max() > 0)) == gamma_matters
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_uniform_deformation_translates_the_mesh(dim):
+    """Every grid point displaced by the same vector d (within half a cell): crossings and
+    dual vertices are affine in the corner positions, so the mesh moves by exactly d, and the
+    connectivity, which follows the signs only, stays."""
+    grid = Grid(dim, 8)
+    values = values_on(grid, ball([0.05, -0.1, 0.12][:dim], 0.5))
+    weights = random_weights(grid, scale=0.7)
+    shift = torch.tensor([0.3, -0.45, 0.2][:dim], dtype=DTYPE)  # in units of 0.99 h / 2
+    moved = FlexiWeights(
+        weights.raw_alpha,
+        weights.raw_beta,
+        weights.raw_gamma,
+        torch.atanh(shift).expand(8**dim, dim),
+    )
+    still, shifted = flexicubes(values, grid, weights), flexicubes(values, grid, moved)
+    assert torch.equal(still.faces, shifted.faces)
+    displacement = 0.5 * 0.99 * grid.spacing * shift
+    error = (shifted.vertices - still.vertices - displacement).abs().max()
+    assert float(error.detach()) < 1e-14
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -328,6 +351,12 @@ def test_bad_input_is_refused_in_one_line():
             "take alpha",
         ),
         (lambda: FlexiWeights(torch.zeros(16, 4), torch.zeros(16, 4), torch.zeros(15)), "gamma"),
+        (
+            lambda: FlexiWeights(
+                torch.zeros(16, 4), torch.zeros(16, 4), torch.zeros(16), torch.zeros(25, 3)
+            ),
+            "deform must have shape",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as error:
