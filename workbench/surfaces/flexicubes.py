@@ -20,8 +20,10 @@ Every cell that the level set crosses gets one dual vertex per surface patch
 Grid deformation (the paper's per-grid-point displacement, up to 0.99 of half a cell through
 tanh) is opt-in: `FlexiWeights.neutral(grid, deform=True)`. Without it a dual vertex stays in
 the hull of the crossings its cell's signs allow, so a 3-D box corner is out of reach unless its
-offsets in its cell sum to less than one cell (measured: fitted weights alone gain 1.4x in
-Chamfer over fitted marching on a 12^3 box, with deformation 2.3x).
+offsets in its cell sum to less than one cell. Measured on the box with half sizes (0.53, 0.37,
+0.61) on a 12^3 grid, 80 Adam steps on the Chamfer to 1500 surface points: final Chamfer
+(exact distance from the mesh, 20000 points to the mesh) 9.4e-4 for fitted marching, 6.4e-4
+for fitted weights (1.5x), 2.0e-4 for weights and deformation (4.7x).
 
 "Lite": no QEF vertex placement, no tetrahedral or adaptive output, and the patch table omits
 the interior-tunnel cases (see `cell_topology`).
