@@ -420,3 +420,34 @@ def test_fitted_flexicubes_recovers_the_box_corners_that_marching_cannot():
     marching_chamfer = float(chamfer_distance(sample_faces(marched, per_face=64), dense))
     flexi_chamfer = float(chamfer_distance(sample_faces(flexi, per_face=64), dense))
     assert flexi_chamfer < marching_chamfer / 10
+
+
+def test_grid_deformation_reaches_a_corner_the_weights_alone_cannot():
+    """One inside grid point; the dual vertex of the cell above it is driven towards a point c
+    at offsets f = (0.415, 0.535, 0.855) cells from that point. Without deformation the vertex
+    is a beta-weighted mean of crossings on the cell's three edges from the inside corner, so
+    it stays in the simplex {f >= 0, sum f <= 1}: no nearer c than h (sum f - 1) / sqrt(3)
+    (c's projection on the face sum f = 1 lies inside it). 100 Adam steps at lr 0.1 on the
+    squared distance: the weights alone end at 1.010 times that bound, with the grid
+    deformation at 0.006 times it."""
+    grid = Grid(3, 4)
+    values = torch.ones(grid.shape, dtype=DTYPE)
+    values[1, 1, 1] = -1.0
+    fractions = torch.tensor([0.415, 0.535, 0.855], dtype=DTYPE)
+    corner = grid.lo + grid.spacing * (1 + fractions)
+    cell = 1 * 9 + 1 * 3 + 1  # the cell whose lowest corner is the inside point
+    bound = grid.spacing * float(fractions.sum() - 1) / math.sqrt(3)
+
+    def fitted_distance(weights):
+        optimizer = torch.optim.Adam(weights.parameters(), lr=0.1)
+        for _ in range(100):
+            optimizer.zero_grad()
+            dual = dual_vertices(values, grid, weights)
+            (dual.positions[dual.cells == cell] - corner).pow(2).sum().backward()
+            optimizer.step()
+        dual = dual_vertices(values, grid, weights)
+        return float((dual.positions[dual.cells == cell] - corner).norm().detach())
+
+    alone, deformed = (fitted_distance(FlexiWeights.neutral(grid, deform=d)) for d in (False, True))
+    assert bound - 1e-12 <= alone <= 1.1 * bound
+    assert deformed < bound / 10
