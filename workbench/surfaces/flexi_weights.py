@@ -67,16 +67,24 @@ class FlexiWeights(torch.nn.Module):
             torch.zeros(grid.resolution**grid.dim, grid.dim) if deform else None,
         )
 
-    def grid_points(self, grid: Grid) -> torch.Tensor:
-        """(n^D, D) the grid points, displaced by up to 0.99 of half a cell if deformable."""
-        points = grid.points()
+    def corner_positions(self, grid: Grid, multi_index: torch.Tensor) -> torch.Tensor:
+        """(..., D) positions of grid points given by (..., D) multi-indices, displaced by up
+        to 0.99 of half a cell if the weights deform the grid."""
+        positions = grid.lo + grid.spacing * multi_index.to(DTYPE)
         if self.raw_deform is None:
-            return points
-        return points + 0.5 * WEIGHT_SCALE * grid.spacing * torch.tanh(self.raw_deform)
+            return positions
+        flat = (multi_index * grid.resolution ** torch.arange(grid.dim - 1, -1, -1)).sum(-1)
+        return positions + 0.5 * WEIGHT_SCALE * grid.spacing * torch.tanh(self.raw_deform[flat])
 
     @property
     def n_cells(self) -> int:
         return self.raw_alpha.shape[0]
+
+    def at(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(alpha, beta, gamma) of the given cells only (a large grid's surface crosses few)."""
+        return tuple(
+            _positive(raw[cells]) for raw in (self.raw_alpha, self.raw_beta, self.raw_gamma)
+        )
 
     @property
     def alpha(self) -> torch.Tensor:

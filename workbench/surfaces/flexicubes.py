@@ -87,19 +87,28 @@ def _check(values: torch.Tensor, grid: Grid, weights: FlexiWeights | None) -> Fl
     return weights
 
 
-def _cell_origins(grid: Grid) -> torch.Tensor:
-    """(cells, D) long: the multi-index of every cell's lowest corner, row-major."""
-    axis = torch.arange(grid.resolution - 1)
-    return torch.stack(
-        [a.reshape(-1) for a in torch.meshgrid(*[axis] * grid.dim, indexing="ij")], dim=1
-    )
+def _cases(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(cells,) every cell's sign configuration, bit k set if corner k is inside (s < 0)."""
+    inside, cells = values.detach() < 0, values.shape[0] - 1
+    cases = torch.zeros((cells,) * values.ndim, dtype=torch.long)
+    for k, offset in enumerate(offsets.tolist()):  # 4 or 8 shifted views of the grid
+        cases |= inside[tuple(slice(o, o + cells) for o in offset)].long() << k
+    return cases.reshape(-1)
+
+
+def _unravel(flat: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """(N, D) row-major multi-indices of flat indices into a size^D array (by division:
+    torch.unravel_index's first call imports torch's symbolic-shape machinery, ~3 s)."""
+    return flat[:, None] // _strides(size, dim) % size
+
+
+def _strides(size: int, dim: int) -> torch.Tensor:
+    return torch.tensor([size ** (dim - 1 - d) for d in range(dim)])
 
 
 def _flat(multi_index: torch.Tensor, size: int) -> torch.Tensor:
     """Row-major flat index of (..., D) multi-indices into a size^D array."""
-    dim = multi_index.shape[-1]
-    strides = torch.tensor([size ** (dim - 1 - d) for d in range(dim)])
-    return (multi_index * strides).sum(-1)
+    return (multi_index * _strides(size, multi_index.shape[-1])).sum(-1)
 
 
 def dual_vertices(
@@ -110,31 +119,29 @@ def dual_vertices(
     values = values.to(DTYPE)
     dim, n = grid.dim, grid.resolution
     offsets, edges = corner_offsets(dim), cell_edges(dim)
-    origins = _cell_origins(grid)
-    corner_ids = _flat(origins[:, None, :] + offsets, n)  # (C, K) flat grid indices
-    corner_values = values.reshape(-1)[corner_ids]
-    cases = ((corner_values < 0).long() << torch.arange(2**dim)).sum(1)
+    cases = _cases(values, offsets)
     active = ((cases > 0) & (cases < 2 ** (2**dim) - 1)).nonzero().squeeze(1)
+    origins = _unravel(active, n - 1, dim)  # only the crossed cells: few on a large grid
+    corners = origins[:, None, :] + offsets  # (A, K, D) multi-indices
+    corner_values = values.reshape(-1)[_flat(corners, n)]
     patches = PATCH_TABLES[dim][cases[active]]  # (A, E)
     crossing = patches >= 0
 
     # the fraction t along each edge from its start corner, with and without alpha
-    s = corner_values[active]
-    s_start, s_end = s[:, edges[:, 0]], s[:, edges[:, 1]]
-    alpha = weights.alpha[active]
+    s_start, s_end = corner_values[:, edges[:, 0]], corner_values[:, edges[:, 1]]
+    alpha, beta, _ = weights.at(active)
     weighted_start, weighted_end = s_start * alpha[:, edges[:, 0]], s_end * alpha[:, edges[:, 1]]
     ones = torch.ones_like(s_start)
     # a non-crossing edge may have equal values: give it a safe denominator (t is unused there)
     t = weighted_start / torch.where(crossing, weighted_start - weighted_end, ones)
     t_plain = s_start / torch.where(crossing, s_start - s_end, ones)
-    points = weights.grid_points(grid)
-    start = points[corner_ids[active][:, edges[:, 0]]]  # (A, E, D)
-    run = points[corner_ids[active][:, edges[:, 1]]] - start
+    start = weights.corner_positions(grid, corners[:, edges[:, 0]])  # (A, E, D)
+    run = weights.corner_positions(grid, corners[:, edges[:, 1]]) - start
     crossings = start + t[..., None] * run
     plain = start + t_plain[..., None] * run
 
     members = (patches[..., None] == torch.arange(MAX_PATCHES[dim])).to(DTYPE)  # (A, E, P)
-    beta = weights.beta[active][..., None] * members
+    beta = beta[..., None] * members
     total = beta.sum(1)  # (A, P)
     exists = members.sum(1) > 0
     sums = torch.einsum("aep,aed->apd", beta, crossings)
@@ -224,7 +231,7 @@ def flexicubes(
     polygons = _dual_polygons(values, grid, dual)
     if grid.dim == 2:
         return Mesh(dual.positions, polygons)
-    return Mesh(*_split_quads(polygons, dual.positions, weights.gamma[dual.cells], split))
+    return Mesh(*_split_quads(polygons, dual.positions, weights.at(dual.cells)[2], split))
 
 
 def deviation_loss(
