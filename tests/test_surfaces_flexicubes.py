@@ -181,6 +181,18 @@ def test_a_crossing_and_a_dual_vertex_follow_the_papers_formulas():
     assert float((dual.positions[0].detach() - expected).abs().max()) < 1e-15
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_no_weights_is_exactly_the_neutral_weights(dim):
+    """weights=None skips building the weight tensors; the mesh is the same to the bit."""
+    grid = Grid(dim, 10)
+    values = values_on(grid, box([0.53, 0.37, 0.61][:dim]))
+    plain = flexicubes(values, grid)
+    neutral = flexicubes(values, grid, FlexiWeights.neutral(grid, deform=True))
+    assert torch.equal(plain.faces, neutral.faces)
+    assert torch.equal(plain.vertices, neutral.vertices.detach())
+    assert not plain.vertices.requires_grad
+
+
 def directional_derivatives(output, tensors, directions, eps=1e-6):
     """For each tensor and direction u: (autograd w . J u, central difference of w . f along u),
     with w a fixed random weighting of the outputs. Perturbs the tensors in place, restores."""

@@ -70,14 +70,30 @@ class DualVertices:
     pair_crossing: torch.Tensor
 
 
+class _Unweighted:
+    """All weights 1 and no deformation, without FlexiWeights' (cells, 2^D + E + 1) tensors
+    (43 M numbers at 128^3) and without a graph through them: what weights=None means."""
+
+    def __init__(self, grid: Grid):
+        self.dim, self.n_cells = grid.dim, (grid.resolution - 1) ** grid.dim
+
+    def at(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(cells)
+        shapes = [(n, 2**self.dim), (n, len(cell_edges(self.dim))), (n,)]
+        return tuple(torch.ones(shape, dtype=DTYPE) for shape in shapes)
+
+    def corner_positions(self, grid: Grid, multi_index: torch.Tensor) -> torch.Tensor:
+        return grid.lo + grid.spacing * multi_index.to(DTYPE)
+
+
 def _check(values: torch.Tensor, grid: Grid, weights: FlexiWeights | None) -> FlexiWeights:
     if not isinstance(values, torch.Tensor) or tuple(values.shape) != grid.shape:
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"values must be a tensor shaped {grid.shape}, got {shape}")
     if not torch.isfinite(values).all():
         raise ValueError("values must be finite: got NaN or infinity on the grid")
-    if weights is None:  # nothing to differentiate the weights for: no graph through them
-        weights = FlexiWeights.neutral(grid).requires_grad_(False)
+    if weights is None:
+        return _Unweighted(grid)
     n_cells = (grid.resolution - 1) ** grid.dim
     if weights.dim != grid.dim or weights.n_cells != n_cells:
         raise ValueError(
