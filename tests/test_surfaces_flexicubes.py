@@ -366,3 +366,21 @@ def test_bad_input_is_refused_in_one_line():
         with pytest.raises(ValueError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_value_exactly_at_the_level_counts_as_inside_as_in_marching(dim):
+    """A ball of radius 0.5 on a 9-point grid over [-1, 1] puts grid points exactly on the
+    surface (s = 0). Both extractors count them inside (s <= 0), so they cross the same grid
+    edges: FlexiCubes has one face per crossed edge (2-D) or two triangles per crossed edge
+    with the diagonal split (3-D), marching one vertex per crossed edge."""
+    from workbench.surfaces.marching import marching
+
+    grid = Grid(dim, 9)
+    values = values_on(grid, ball([0.0] * dim, 0.5))
+    assert int((values == 0).sum()) >= 4
+    dual = flexicubes(values, grid, split="diagonal")
+    assert torch.isfinite(dual.vertices).all()
+    assert_closed_and_oriented(dual)
+    faces_per_edge = 1 if dim == 2 else 2
+    assert dual.n_faces == faces_per_edge * marching(values, grid).n_vertices

@@ -36,8 +36,15 @@ def sample_faces(mesh: Mesh, per_face: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def _nearest_squared(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """(len(a),) squared distance from each point of a to its nearest point of b."""
-    return torch.cat([torch.cdist(part, b).pow(2).min(dim=1).values for part in a.split(chunk)])
+    """(len(a),) squared distance from each point of a to its nearest point of b.
+
+    The nearest neighbours are found without autograd, then only the matched pairs are
+    differentiated: the same value and gradient as differentiating the min over all pairs
+    (the min's gradient is its argmin's), without back-propagating through an (N, M) matrix.
+    """
+    with torch.no_grad():
+        nearest = torch.cat([torch.cdist(part, b).argmin(dim=1) for part in a.split(chunk)])
+    return (a - b[nearest]).pow(2).sum(dim=1)
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -104,8 +104,8 @@ def _check(values: torch.Tensor, grid: Grid, weights: FlexiWeights | None) -> Fl
 
 
 def _cases(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """(cells,) every cell's sign configuration, bit k set if corner k is inside (s < 0)."""
-    inside, cells = values.detach() < 0, values.shape[0] - 1
+    """(cells,) every cell's sign configuration, bit k set if corner k is inside (s <= 0)."""
+    inside, cells = values.detach() <= 0, values.shape[0] - 1
     cases = torch.zeros((cells,) * values.ndim, dtype=torch.long)
     for k, offset in enumerate(offsets.tolist()):  # 4 or 8 shifted views of the grid
         cases |= inside[tuple(slice(o, o + cells) for o in offset)].long() << k
@@ -189,7 +189,7 @@ def _ring(dim: int, axis: int) -> list[tuple[int, ...]]:
 def _dual_polygons(values: torch.Tensor, grid: Grid, dual: DualVertices) -> torch.Tensor:
     """(F, 2^(D-1)) the dual vertices around every sign-changing grid edge, facing outward."""
     dim, n = grid.dim, grid.resolution
-    inside = values.detach() < 0
+    inside = values.detach() <= 0
     local_edge, polygons = edge_index(dim), []
     for axis in range(dim):  # a loop over the D axes, not over edges
         others = [(axis + k) % dim for k in range(1, dim)]  # cyclic: (b, c) with b x c = axis

@@ -2,7 +2,8 @@
 
 Conventions, for every extractor and field in `workbench.surfaces`:
 - A field s maps points (N, D) to values (N,), float64; the surface is its zero level set,
-  s < 0 inside and s > 0 outside (a signed distance field's convention).
+  s < 0 inside and s > 0 outside (a signed distance field's convention). A grid point with
+  s exactly 0 counts as inside (s <= level), in every extractor, as in scikit-image.
 - A grid holds n points per axis over [lo, hi]^D. Its values are indexed [i, j] or [i, j, k]
   with axis 0 along x ("ij" indexing), which is also how scikit-image reads a 2-D or 3-D array,
   so a vertex at index coordinates c sits at lo + c * spacing in both.

@@ -26,17 +26,12 @@ from __future__ import annotations
 
 import torch
 
+from workbench.surfaces.cell_topology import cell_edges, corner_offsets
 from workbench.surfaces.grid import DTYPE, Grid, Mesh
-from workbench.surfaces.marching_tables import case_table, cell_edges
+from workbench.surfaces.marching_tables import case_table
 
 _TABLES = {dim: case_table(dim) for dim in (2, 3)}
-_CELL_EDGES = {dim: torch.tensor(cell_edges(dim), dtype=torch.long) for dim in (2, 3)}
-
-
-def _corner_offsets(dim: int) -> torch.Tensor:
-    """(2^dim, dim) long: corner c's offset from the cell's lowest corner (bit d along axis d)."""
-    corners = torch.arange(1 << dim)
-    return torch.stack([(corners >> d) & 1 for d in range(dim)], dim=1)
+_CELL_EDGES = {dim: cell_edges(dim) for dim in (2, 3)}
 
 
 def _check(values, grid: Grid, level: float) -> torch.Tensor:
@@ -121,7 +116,7 @@ def _vertices(values: torch.Tensor, grid: Grid, level: float, inside, crossed):
 def _cell_faces(inside: torch.Tensor, crossed: list[torch.Tensor], n: int) -> torch.Tensor:
     """(F, dim) vertex ids of every face the case table gives the cells that the level crosses."""
     dim = inside.ndim
-    offsets = _corner_offsets(dim)
+    offsets = corner_offsets(dim)
     case = torch.zeros((n - 1,) * dim, dtype=torch.uint8)
     for corner, offset in enumerate(offsets.tolist()):
         corner_cells = tuple(slice(o, n - 1 + o) for o in offset)
@@ -143,7 +138,7 @@ def _global_vertex(cell, cell_edge, crossed, n: int, dim: int) -> torch.Tensor:
     """
     low_corner = _CELL_EDGES[dim][cell_edge, 0]
     axis = cell_edge // (1 << (dim - 1))  # `cell_edges` lists 2^(dim-1) edges per axis in turn
-    low = cell.unsqueeze(1) + _corner_offsets(dim)[low_corner]  # (F, dim, dim)
+    low = cell.unsqueeze(1) + corner_offsets(dim)[low_corner]  # (F, dim, dim)
     vertex = torch.empty(cell_edge.shape, dtype=torch.long)
     first = 0
     for a, ids in enumerate(crossed):

@@ -28,15 +28,7 @@ import itertools
 
 import torch
 
-
-def cell_edges(dim: int) -> list[tuple[int, int]]:
-    """Every cell edge as (low corner, high corner), ordered by axis, then by low corner."""
-    return [
-        (corner, corner | (1 << axis))
-        for axis in range(dim)
-        for corner in range(1 << dim)
-        if not corner & (1 << axis)
-    ]
+from workbench.surfaces.cell_topology import cell_edges
 
 
 def _faces(dim: int) -> list[list[int]]:
@@ -67,7 +59,7 @@ def _face_segments(loop: list[int], inside: list[bool], edge_index) -> list[tupl
 
 
 def _edge_lookup(dim: int):
-    index = {frozenset(edge): k for k, edge in enumerate(cell_edges(dim))}
+    index = {frozenset(edge): k for k, edge in enumerate(cell_edges(dim).tolist())}
     return lambda a, b: index[frozenset((a, b))]
 
 
@@ -101,7 +93,7 @@ def _fan(loop: list[int], cofacial) -> list[tuple[int, int, int]]:
 def _cofacial_test():
     """Whether two cube edges lie on a common face."""
     faces = [set(face) for face in _faces(3)]
-    edges = cell_edges(3)
+    edges = cell_edges(3).tolist()
     return lambda e, f: any(set(edges[e]) | set(edges[f]) <= face for face in faces)
 
 
