@@ -154,7 +154,10 @@ class VelocityMLP(nn.Module):
     """x, t_1..t_T -> R^dim: an MLP on [x, Fourier features of each time] (SiLU, `depth` hidden
     layers of `width`). Each time enters as (t, sin(2^j pi t), cos(2^j pi t)), j < frequencies:
     a network of x alone cannot resolve how the velocity turns over t in [0, 1]. `n_times` = 1
-    for a velocity v(x, t), 2 for MeanFlow's u(z, r, t) (fed t and t - r, as the paper does)."""
+    for a velocity v(x, t), 2 for MeanFlow's u(z, r, t) (fed t and t - r, as the paper does).
+    `n_labels` > 0 adds a class input (the trained denoisers of workbench.models): `label=` a
+    (N,) integer tensor in 0..n_labels, fed one-hot, where n_labels itself is the null label
+    of classifier-free guidance."""
 
     def __init__(
         self,
@@ -164,6 +167,7 @@ class VelocityMLP(nn.Module):
         *,
         n_times: int = 1,
         frequencies: int = 4,
+        n_labels: int = 0,
         dtype: str = "float64",
     ):
         super().__init__()
@@ -172,6 +176,8 @@ class VelocityMLP(nn.Module):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(frequencies, int) and frequencies >= 0):
             raise ValueError(f"frequencies must be an integer >= 0, got {frequencies!r}")
+        if not (isinstance(n_labels, int) and n_labels >= 0):
+            raise ValueError(f"n_labels must be an integer >= 0, got {n_labels!r}")
         self.config = {
             "dim": dim,
             "width": width,
@@ -179,11 +185,13 @@ class VelocityMLP(nn.Module):
             "n_times": n_times,
             "frequencies": frequencies,
         }
+        if n_labels:  # only then: the saved states of unconditional networks keep their keys
+            self.config["n_labels"] = n_labels
         self.dtype, self.dtype_name = DTYPES[dtype], dtype
         self.register_buffer(
             "omega", math.pi * 2.0 ** torch.arange(frequencies, dtype=self.dtype), persistent=False
         )
-        features = dim + n_times * (1 + 2 * frequencies)
+        features = dim + n_times * (1 + 2 * frequencies) + (n_labels + 1 if n_labels else 0)
         layers: list[nn.Module] = []
         for n_in in [features] + [width] * (depth - 1):
             layers += [nn.Linear(n_in, width, dtype=self.dtype), nn.SiLU()]
@@ -196,10 +204,16 @@ class VelocityMLP(nn.Module):
         angles = t * self.omega
         return torch.cat([t, torch.sin(angles), torch.cos(angles)], dim=1)
 
-    def forward(self, x: torch.Tensor, *times) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *times, label: torch.Tensor | None = None) -> torch.Tensor:
         if len(times) != self.config["n_times"]:
             raise ValueError(f"the network takes {self.config['n_times']} times, got {len(times)}")
         features = [x] + [self.time_features(t, x.shape[0]) for t in times]
+        n_labels = self.config.get("n_labels", 0)
+        if (label is None) != (n_labels == 0):
+            raise ValueError(f"the network takes {'a' if n_labels else 'no'} label")
+        if n_labels:
+            label = torch.as_tensor(label, device=x.device).reshape(-1).expand(x.shape[0])
+            features.append(nn.functional.one_hot(label, n_labels + 1).to(self.dtype))
         return self.net(torch.cat(features, dim=1))
 
 
@@ -516,24 +530,38 @@ def _fit(data, path, settings: TrainSettings, initial, desc) -> TrainedFlow:
     network = build_network(config, settings.seed, settings.device)
     if initial is not None:
         network.load_state_dict(initial.network.state_dict())
-    optimizer = settings.optimizer(network)
     to = dict(device=network.omega.device, dtype=network.dtype)
-    losses = np.empty(settings.steps)
-    start = time.perf_counter()
-    for step in progress(range(settings.steps), desc=desc, disable=desc is None):
+
+    def batch_loss() -> torch.Tensor:
         x0, eps = stream.next(settings.batch)
         t = settings.times(path, generator)
         x_t, target = conditional_velocity(path, x0, eps, t)
         prediction = network(x_t.to(**to), t.to(**to))
-        loss = ((prediction - target.to(**to)) ** 2).sum(dim=1).mean()
+        return ((prediction - target.to(**to)) ** 2).sum(dim=1).mean()
+
+    losses, seconds = run_training(network, settings, batch_loss, desc, "flow matching")
+    return TrainedFlow(network.eval(), path, losses, seconds)
+
+
+def run_training(
+    network: nn.Module, settings: TrainSettings, batch_loss: Callable[[], torch.Tensor], desc,
+    what: str,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """`settings.steps` Adam steps on `batch_loss()` (a fresh minibatch's loss each call), with a
+    progress bar (`desc`; None: none): the losses and the seconds taken. A non-finite loss
+    raises FloatingPointError naming `what` diverged. Flow matching and the trained denoisers
+    of workbench.models share it."""
+    optimizer = settings.optimizer(network)
+    losses = np.empty(settings.steps)
+    start = time.perf_counter()
+    for step in progress(range(settings.steps), desc=desc, disable=desc is None):
+        loss = batch_loss()
         optimizer.step(loss)
         losses[step] = float(loss.detach())
     seconds = time.perf_counter() - start
     if not np.isfinite(losses).all():
-        raise FloatingPointError(
-            f"flow matching diverged (lr {settings.lr:g}): a loss became non-finite"
-        )
-    return TrainedFlow(network.eval(), path, losses, seconds)
+        raise FloatingPointError(f"{what} diverged (lr {settings.lr:g}): a loss became non-finite")
+    return losses, seconds
 
 
 # ---------------------------------------------------------------- ODE solves and reflow

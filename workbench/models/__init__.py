@@ -11,15 +11,41 @@ from workbench.models.adapters import (
     from_discrete,
     table_times,
 )
+from workbench.models.decomposition import (
+    ErrorSplit,
+    decomposition_table,
+    saturation_nfe,
+    score_error_by_level,
+    split_error,
+)
+from workbench.models.denoisers import (
+    DENOISER_PROBLEMS,
+    DenoiserBudget,
+    TrainedDenoiser,
+    best_device,
+    train_denoiser,
+    trained_denoisers,
+)
 from workbench.models.diffusers_models import from_diffusers
 
 __all__ = [
+    "DENOISER_PROBLEMS",
     "TIMESTEPS",
     "TIME_INPUTS",
+    "DenoiserBudget",
+    "ErrorSplit",
+    "TrainedDenoiser",
+    "best_device",
     "check_alphas_cumprod",
+    "decomposition_table",
     "discrete_schedule",
     "from_denoiser",
     "from_diffusers",
     "from_discrete",
+    "saturation_nfe",
+    "score_error_by_level",
+    "split_error",
     "table_times",
+    "train_denoiser",
+    "trained_denoisers",
 ]
