@@ -65,6 +65,9 @@ def test_each_term_against_a_solve_by_hand(trained):
     assert split.step == pytest.approx(squared(x_k - own_ref), rel=1e-12)
     assert split.step_l2 == pytest.approx(float((x_k - own_ref).norm(dim=1).mean()), rel=1e-12)
     assert split.nfe == 5 and split.steps == 5
+    # the exact model on an equal schedule built apart (as a cached denoiser's) is accepted
+    again = split_error(trained, RING.denoiser(VPSchedule.linear_ddpm()), X_T, "dpmpp_2m", 5)
+    assert again == split
 
 
 @pytest.mark.parametrize("solver, steps", [("ddim", 10), ("dpmpp_2m", 5), ("heun", 4)])
