@@ -117,6 +117,7 @@ def test_the_mask_loss_is_2d_only():
 PORTABLE = """
 import json, torch
 from workbench.surfaces.fields import Ball
+from workbench.surfaces.fitted_fields import GridField
 from workbench.surfaces.fitting import fit_shape
 from workbench.surfaces.grid import Grid
 from workbench.surfaces.shapes import SHAPES

@@ -107,11 +107,11 @@ def gradient_paragraph(errors: pd.DataFrame, orders: dict[str, float], fd: float
         f"error is {readable(finest['meshsdf'])} of the largest velocity, falling at order "
         f"{orders['meshsdf']:.2f} in the resolution (a vertex lies O(h^2) off the surface); "
         f"plain marching's interpolation velocity is off by {readable(finest['marching'])} "
-        f"there and falls at order {orders['marching']:.2f} only: its vertex slides along a "
-        "grid edge, and where the edge is nearly tangent to the surface the edge's two values "
-        "estimate the normal derivative badly. On a grid of SDF values, where the marching "
-        "vertices are the field's exact zeros, MeshSDF and a central difference of the "
-        f"re-extracted mesh agree to {readable(fd)} (relative)."
+        f"there and falls at order {orders['marching']:.2f} only (its vertex moves along a "
+        "grid edge, not along the normal, and its speed comes from the two grid values at the "
+        "edge's ends rather than from the field at the vertex). On a grid of SDF values, "
+        "where the marching vertices are the field's exact zeros, MeshSDF and a central "
+        f"difference of the re-extracted mesh agree to {readable(fd)} (relative)."
     )
 
 
@@ -127,11 +127,12 @@ def sharp_paragraph(sharp: pd.DataFrame, resolution: int) -> str:
     )
 
 
-def sensitivity_paragraph(best: pd.DataFrame, table: pd.DataFrame) -> str:
+def sensitivity_paragraph(best: pd.DataFrame, table: pd.DataFrame, targets) -> str:
+    """The sweep's best learning rates (MeshSDF, the 2-D targets) and its divergences."""
     diverged = int((table.status != "ok").sum())
     parts = []
     for (target, resolution, extractor), row in best.iterrows():
-        if extractor == "meshsdf":
+        if extractor == "meshsdf" and target in targets:
             parts.append(f"{target} at {resolution}: best lr 2^{int(row.log2_lr)}")
     return (
         f"Best learning rates (MeshSDF): {'; '.join(parts)}. {diverged} of {len(table)} fits "
@@ -139,3 +140,52 @@ def sensitivity_paragraph(best: pd.DataFrame, table: pd.DataFrame) -> str:
         "the grid, and scaling the values does not move it), so a large rate makes the fit "
         "noisy rather than explosive."
     )
+
+
+# ------------------------------------------------------------------ selections for the notebook
+def sharp_runs(sharp: pd.DataFrame, smoke: bool, seed: int = 0) -> list[FitRun]:
+    """The sharp-feature fits behind `sharp_table` (box from its own SDF), per extraction."""
+    size = iso_size(smoke)
+    settings = [
+        FitSetting(SHARP_TARGET, e, size.sharp_resolution, size.volume_log2_lr) for e in sharp.index
+    ]
+    return fit_runs(settings, smoke, start="target", seed=seed)
+
+
+def sweep_panels(runs: Sequence[FitRun], smoke: bool, labels) -> dict[str, list[FitRun]]:
+    """The learning-rate sweep at the largest 2-D resolution, one panel per target (titled by
+    `labels[target]`)."""
+    size = iso_size(smoke)
+    top = max(size.resolutions)
+    return {
+        f"{labels[t]}, {top} points": [
+            r for r in runs if r.setting.target == t and r.setting.resolution == top
+        ]
+        for t in size.targets
+    }
+
+
+def volume_fits(runs: Sequence[FitRun], smoke: bool) -> list[FitRun]:
+    """The 3-D fits by marching and FlexiCubes (the 3-D example's figure)."""
+    targets = iso_size(smoke).volume_targets
+    return [
+        r
+        for r in runs
+        if r.setting.target in targets and r.setting.extractor in ("marching", "flexicubes")
+    ]
+
+
+def best_by_id(best: pd.DataFrame) -> pd.DataFrame:
+    """`best_fits` with one id per row, "<target>.n<resolution>.<extractor>" (for record_table)."""
+    flat = best.reset_index()
+    flat.index = [
+        f"{t}.n{n}.{e}"
+        for t, n, e in zip(flat.target, flat.resolution, flat.extractor, strict=True)
+    ]
+    return flat
+
+
+def gradient_by_id(errors: pd.DataFrame) -> pd.DataFrame:
+    """The gradient errors with a row per resolution ("n<resolution>"), a column per method."""
+    table = errors.pivot(index="resolution", columns="method", values="error")
+    return table.rename(index=lambda n: f"n{n}")

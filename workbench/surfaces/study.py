@@ -68,8 +68,8 @@ class IsoSize:
 SIZES = {
     "smoke": IsoSize(("circle", "box"), (16,), (-7, -5, -3), 15, (9, 17, 33), 16, 60,
                      ("sphere", "cube"), 10, 5, -5),
-    "full": IsoSize(("circle", "box"), (16, 32), (-8, -7, -6, -5, -4, -3, -2), 60,
-                    (9, 17, 33, 65, 129), 16, 60, ("sphere", "cube"), 16, 30, -5),
+    "full": IsoSize(("circle", "box"), (16, 32), tuple(range(-9, 0)), 40,
+                    (9, 17, 33, 65, 129), 16, 60, ("sphere", "cube"), 12, 20, -5),
 }  # fmt: skip
 
 
