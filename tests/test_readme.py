@@ -171,6 +171,7 @@ SETTINGS = {
     DEPTH: ["2 to 32 blocks", "depth^-alpha"],
     OPTIMIZERS: [],
     "06_flows": [],
+    "07_isosurfaces": ["3-D"],
 }
 
 
