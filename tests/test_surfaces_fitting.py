@@ -57,6 +57,7 @@ def test_the_soft_mask_is_one_inside_and_zero_outside_a_polygon():
     mesh = marching(grid.sample(Ball([0.0, 0.0], 0.5)), grid)
     pixels = torch.tensor([[0.0, 0.0], [0.9, 0.9], [0.5, 0.0]], dtype=DTYPE)
     mask = soft_mask(mesh, pixels, 0.01)
+    mask = mask.detach()
     assert float(mask[0]) == pytest.approx(1.0) and float(mask[1]) == pytest.approx(0.0, abs=1e-12)
     assert 0.3 < float(mask[2]) < 0.7  # on the boundary: half
 

@@ -90,16 +90,19 @@ def volume_figure(runs: Sequence[FitRun]) -> go.Figure:
     """3-D fits' final surfaces as plotly Mesh3d, one scene per fit."""
     from plotly.subplots import make_subplots
 
-    titles = [f"{SHAPES.label(r.setting.target)}: {EXTRACTORS.label(r.setting.extractor)}"
+    titles = [f"{SHAPES.label(r.setting.target)}<br>{EXTRACTORS.label(r.setting.extractor)}"
               for r in runs]  # fmt: skip
-    figure = make_subplots(rows=1, cols=len(runs), subplot_titles=titles,
-                           specs=[[{"type": "scene"}] * len(runs)])  # fmt: skip
-    for column, run in enumerate(runs, start=1):
+    columns = min(2, len(runs))  # two scenes a row: four in one row are too small to read
+    rows = -(-len(runs) // columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles,
+                           specs=[[{"type": "scene"}] * columns] * rows)  # fmt: skip
+    for index, run in enumerate(runs):
         v, f, _ = run.snapshots[max(run.snapshots)]
         figure.add_trace({"type": "mesh3d", "x": v[:, 0], "y": v[:, 1], "z": v[:, 2],
                           "i": f[:, 0], "j": f[:, 1], "k": f[:, 2], "flatshading": True,
-                          "color": COLORS[run.setting.extractor]}, 1, column)  # fmt: skip
+                          "color": COLORS[run.setting.extractor]},
+                         index // columns + 1, index % columns + 1)  # fmt: skip
     figure.update_scenes(aspectmode="cube", xaxis_range=[-1, 1], yaxis_range=[-1, 1],
                          zaxis_range=[-1, 1])  # fmt: skip
-    figure.update_layout(height=420, showlegend=False)
+    figure.update_layout(height=400 * rows, showlegend=False)
     return figure

@@ -32,7 +32,10 @@ def sample_faces(mesh: Mesh, per_face: int = 4, seed: int = 0) -> torch.Tensor:
     else:
         weights[:, 1] = 1 - weights[:, 0]
     corners = mesh.face_vertices()  # (F, dim, dim): face, corner, coordinate
-    return torch.einsum("pc,fcd->fpd", weights, corners).reshape(-1, mesh.dim)
+    # a sum of products, not einsum: einsum goes through a BLAS product whose rounding
+    # varies by CPU, and a fit's end can depend on the last bit of its points
+    points = (weights[None, :, :, None] * corners[:, None, :, :]).sum(dim=2)
+    return points.reshape(-1, mesh.dim)
 
 
 def _nearest_squared(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -42,8 +45,16 @@ def _nearest_squared(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> tor
     differentiated: the same value and gradient as differentiating the min over all pairs
     (the min's gradient is its argmin's), without back-propagating through an (N, M) matrix.
     """
+    # Distances from differences, not by the matrix-product shortcut cdist takes for large
+    # sets: the shortcut runs through BLAS, whose rounding varies by CPU, and could pick
+    # another of two nearly tied neighbours on another machine.
     with torch.no_grad():
-        nearest = torch.cat([torch.cdist(part, b).argmin(dim=1) for part in a.split(chunk)])
+        nearest = torch.cat(
+            [
+                torch.cdist(part, b, compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=1)
+                for part in a.split(chunk)
+            ]
+        )
     return (a - b[nearest]).pow(2).sum(dim=1)
 
 

@@ -24,21 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from workbench.memo import Memo, memoized
 from workbench.metrics import empirical_order
 from workbench.surfaces.fields import Ball
 from workbench.surfaces.fitted_fields import GridField
 from workbench.surfaces.fitting import EXTRACTORS, fit_shape, target_points
-from workbench.surfaces.grid import DTYPE, Grid
-from workbench.surfaces.marching import marching
-from workbench.surfaces.meshsdf import (
-    meshsdf_vertices,
-    normal_velocity,
-    project_to_surface,
-    shape_derivative,
-)
+from workbench.surfaces.gradient_checks import finite_difference_error, velocity_error
+from workbench.surfaces.grid import Grid
 from workbench.surfaces.shapes import SHAPES
 from workbench.sweep import run_sweep
 
@@ -82,39 +75,15 @@ def profile(smoke: bool) -> str:
 
 
 # ------------------------------------------------------------------ gradient vs resolution
-def _marching_velocity(field, grid: Grid, parameter: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(vertices, (V, P) normal velocity of marching's interpolated vertices) by autograd.
-
-    dv_i/dtheta_j through the edge interpolation, one reverse pass per parameter entry: with
-    u the cotangent of the vertices, g(u) = J^T u is linear in u and dg_j/du = J[:, :, j]."""
-    theta = dict(field.named_parameters())[parameter]
-    vertices = marching(grid.sample(field), grid).vertices
-    cotangent = torch.zeros_like(vertices, requires_grad=True)
-    (pulled,) = torch.autograd.grad(vertices, theta, cotangent, create_graph=True)
-    columns = [
-        torch.autograd.grad(pulled.reshape(-1)[j], cotangent, retain_graph=True)[0]
-        for j in range(pulled.numel())
-    ]
-    normals = field.gradient(vertices.detach())
-    normals = normals / normals.norm(dim=1, keepdim=True)
-    velocity = torch.stack([(c * normals).sum(1) for c in columns], dim=1)
-    return vertices.detach(), velocity
-
-
 def gradient_cell(shape: str, parameter: str, resolution: int) -> list[dict]:
     """At one resolution: the largest error of each method's normal velocity at the marching
     vertices against the exact shape derivative at their projections, relative to the largest
-    exact velocity (the unit of the gradient sweep's cache)."""
+    exact velocity (`gradient_checks.velocity_error`; the unit of the gradient sweep's cache)."""
     field = SHAPES[shape]()
     grid = Grid(field.dim, resolution)
-    vertices, interpolated = _marching_velocity(field, grid, parameter)
-    exact = shape_derivative(field, project_to_surface(field, vertices), parameter)
-    exact = exact.reshape(len(vertices), -1)
-    meshsdf = normal_velocity(field, vertices, parameter).reshape(len(vertices), -1)
-    scale = float(exact.abs().max())
     return [
-        {"method": method, "error": float((v - exact).abs().max()) / scale}
-        for method, v in (("meshsdf", meshsdf), ("marching", interpolated))
+        {"method": method, "error": velocity_error(field, grid, parameter, method, "max")}
+        for method in ("meshsdf", "marching")
     ]
 
 
@@ -137,27 +106,13 @@ def gradient_orders(errors: pd.DataFrame) -> dict[str, float]:
 
 
 def finite_difference_check(resolution: int = 33, eps: float = 1e-6) -> float:
-    """MeshSDF's derivative of L = sum_i c_i n_i . v_i against a central difference of the
-    re-extracted mesh on a grid of SDF values (the ellipse's), relative: the vertices are the
-    grid field's exact zeros there, so the two agree up to the difference's own error."""
+    """MeshSDF's derivative of a vertex loss against a central difference of the re-extracted
+    mesh on a grid of SDF values (the ellipse's), relative (`gradient_checks.
+    finite_difference_error`): the vertices are the grid field's exact zeros there, so the two
+    agree up to the difference's own error."""
     grid = Grid(2, resolution)
     field = GridField.from_field(grid, SHAPES[GRADIENT_SHAPE]())
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        mesh = marching(field.values, grid)
-    normals = field.gradient(mesh.vertices)
-    normals = normals / normals.norm(dim=1, keepdim=True)
-    weights = torch.randn(mesh.n_vertices, generator=generator, dtype=DTYPE)
-    direction = torch.randn(grid.shape, generator=generator, dtype=DTYPE)
-
-    def loss(vertices):
-        return (weights * (normals * vertices).sum(1)).sum()
-
-    (gradient,) = torch.autograd.grad(loss(meshsdf_vertices(mesh, field)), field.values)
-    with torch.no_grad():
-        sides = [loss(marching(field.values + s * eps * direction, grid).vertices) for s in (1, -1)]
-    finite = float((sides[0] - sides[1]) / (2 * eps))
-    return abs(float((gradient * direction).sum()) - finite) / abs(finite)
+    return finite_difference_error(field, grid, "values", eps)
 
 
 # ------------------------------------------------------------------ shape fits
