@@ -7,14 +7,10 @@ the same numbers under both MKL code paths.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from mkl_paths import results_under_each_mkl_path
 
 from workbench.diffusion import VPSchedule, prior_noise, sample
 from workbench.flows.training import build_network
@@ -145,12 +141,7 @@ def test_the_same_numbers_under_both_mkl_code_paths():
     """float64 training under MKL_CBWR=COMPATIBLE and AVX2: losses, score errors and the error
     split (workbench.models.decomposition, checked here to start Python twice, not four
     times) agree to 1e-9 relative."""
-    results = []
-    for mode in ("COMPATIBLE", "AVX2"):
-        env = {**os.environ, "MKL_CBWR": mode}
-        run = subprocess.run([sys.executable, "-c", PORTABLE], env=env, capture_output=True,
-                             text=True, check=True)  # fmt: skip
-        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    results = results_under_each_mkl_path(PORTABLE)
     for key in ("losses", "errors", "split"):
         np.testing.assert_allclose(results[0][key], results[1][key], rtol=1e-9)
 

@@ -4,14 +4,10 @@ in one line, and the fit lands on the same numbers under both MKL code paths."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from mkl_paths import results_under_each_mkl_path
 
 from workbench.surfaces.fields import Ball
 from workbench.surfaces.fitting import EXTRACTORS, fit_shape, soft_mask
@@ -135,12 +131,7 @@ print(json.dumps(out))
 def test_a_fit_lands_on_the_same_numbers_under_both_mkl_code_paths():
     """A grid of SDF values fitted to the box by each extraction, under MKL_CBWR=COMPATIBLE
     and AVX2: the final numbers agree to 1e-9 relative (the same optimum, not a nearby one)."""
-    results = []
-    for mode in ("COMPATIBLE", "AVX2"):
-        env = {**os.environ, "MKL_CBWR": mode}
-        run = subprocess.run([sys.executable, "-c", PORTABLE], env=env, capture_output=True,
-                             text=True, check=True)  # fmt: skip
-        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    results = results_under_each_mkl_path(PORTABLE)
     for name in EXTRACTORS:
         np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-9)
 
