@@ -172,6 +172,7 @@ SETTINGS = {
     OPTIMIZERS: [],
     "06_flows": [],
     "07_isosurfaces": ["3-D"],
+    "08_learned_models": ["DPM-Solver-v3"],
 }
 
 

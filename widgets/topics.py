@@ -20,6 +20,7 @@ from widgets.explorer import Explorer
 from widgets.explorers.flows import flows_app
 from widgets.explorers.guidance_scales import guidance_app
 from widgets.explorers.isosurfaces import isosurfaces_app
+from widgets.explorers.learned_models import learned_models_app
 from widgets.explorers.lr_transfer import lr_depth_app, lr_width_app
 from widgets.explorers.noised_mixture import noised_mixture_app
 from widgets.explorers.optimizers import optimizers_app
@@ -51,6 +52,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("05_optimizers.ipynb", "optimizers", optimizers_app, "lr_shift", (-4, 4, 1)),
     Topic("06_flows.ipynb", "flows", flows_app, "steps", (1, 50, 0)),
     Topic("07_isosurfaces.ipynb", "isosurfaces", isosurfaces_app, "log2_lr", (-7, -3, 2)),
+    Topic("08_learned_models.ipynb", "learned-models", learned_models_app, "steps", (2, 20, 0)),
 )
 
 

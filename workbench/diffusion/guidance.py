@@ -29,7 +29,7 @@ problem), so `workbench.memo` caches of solves, references and statistics key by
   statistics can differentiate through it). By Bayes' rule it equals CFG with exact models.
 - `autoguidance` (Karras et al. 2024): CFG in the data form with a bad version of the same
   conditional model in place of the unconditional one: here the class's mixture with every
-  component std inflated (a small undertrained network as the bad model is not implemented).
+  component std inflated (a real smaller network as the bad model: `workbench.models.autoguidance`).
 """
 
 from __future__ import annotations

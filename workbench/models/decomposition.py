@@ -36,7 +36,7 @@ from workbench.diffusion.models import DiffusionModel
 from workbench.diffusion.sampling import reference_solution, sample
 from workbench.memo import Memo, content_key
 from workbench.metrics import mean_l2_error
-from workbench.toy.fields import _clean_draws
+from workbench.toy.fields import clean_draws
 from workbench.toy.mixture import GaussianMixture
 
 # The trained model's fine solve: 400 steps of third-order DPM-Solver (1200 calls), a fixed
@@ -103,15 +103,27 @@ def split_error(
     `options` go to `sample` (grid, order, ...). Fine solves are memoized by the models'
     content, so a table over solvers and steps solves each model's reference once."""
     _check_pair(trained, exact)
-    exact_ref = reference_solution(exact, x_T)
-    trained_ref = fine_solve(trained, x_T)
     result = sample(trained, x_T, solver=solver, steps=steps, **options)
-    a, b = trained_ref - exact_ref, result.x - trained_ref
+    references = reference_solution(exact, x_T), fine_solve(trained, x_T)
+    return split_of(solver, steps, result.nfe, result.x, *references)
+
+
+def split_of(
+    solver: str,
+    steps: int,
+    nfe: int,
+    x_k: torch.Tensor,
+    exact_ref: torch.Tensor,
+    trained_ref: torch.Tensor,
+) -> ErrorSplit:
+    """The split of samples x_k already computed (`split_error` without the solve): a caller
+    that keeps the samples for display solves once."""
+    a, b = trained_ref - exact_ref, x_k - trained_ref
     total, model, step = _squared(a + b), _squared(a), _squared(b)
     return ErrorSplit(
-        solver, int(steps), int(result.nfe), total, model, step,
+        solver, int(steps), int(nfe), total, model, step,
         interaction=total - model - step, cross=2 * float((a * b).sum(dim=1).mean()),
-        step_l2=mean_l2_error(result.x, trained_ref),
+        step_l2=mean_l2_error(x_k, trained_ref),
     )  # fmt: skip
 
 
@@ -174,7 +186,7 @@ def score_error_by_level(
         raise ValueError(
             f"levels must be times in [{schedule.t_min:g}, {schedule.t_max:g}], got {bad}"
         )
-    x0, eps = _clean_draws(mixture, int(n), int(seed))  # the tour's fixed draws of p_t
+    x0, eps = clean_draws(mixture, int(n), int(seed))  # the tour's fixed draws of p_t
     score = model.as_prediction("score")
     rows = []
     for t in levels:

@@ -57,7 +57,7 @@ class NoisedSnapshot:
 
 
 @memoized("clean draws", maxsize=8)
-def _clean_draws(mixture: GaussianMixture, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_draws(mixture: GaussianMixture, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed x_0 and eps, so one sample moves continuously as the noise level changes."""
     generator = torch.Generator().manual_seed(seed)
     x0 = mixture.sample(n, seed=generator)
@@ -78,7 +78,7 @@ def noised_snapshot(
 ) -> NoisedSnapshot:
     """Density, exact samples and score field of p_t on a grid.
 
-    x_t = alpha x_0 + sigma eps; the samples reuse fixed x_0 and eps (see `_clean_draws`).
+    x_t = alpha x_0 + sigma eps; the samples reuse fixed x_0 and eps (see `clean_draws`).
     """
     if mixture.dim != 2:
         raise ValueError(f"snapshots are drawn in 2-D; this mixture has dimension {mixture.dim}")
@@ -87,7 +87,7 @@ def noised_snapshot(
     log_density = mixture.noised_log_prob(points, alpha, sigma).reshape(grid_size, grid_size)
     _, _, arrow_points = evaluation_grid(bounds, arrow_grid_size)
     steps = alpha * mixture.denoise(arrow_points, alpha, sigma) - arrow_points
-    x0, eps = _clean_draws(mixture, n_samples, seed)
+    x0, eps = clean_draws(mixture, n_samples, seed)
     return NoisedSnapshot(
         alpha=alpha,
         sigma=sigma,
