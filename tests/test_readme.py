@@ -173,6 +173,7 @@ SETTINGS = {
     "06_flows": [],
     "07_isosurfaces": ["3-D"],
     "08_learned_models": ["DPM-Solver-v3"],
+    "09_inverse_problems": [],
 }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from widgets.explorer import Explorer
 from widgets.explorers.flows import flows_app
 from widgets.explorers.guidance_scales import guidance_app
+from widgets.explorers.inverse_problems import inverse_problems_app
 from widgets.explorers.isosurfaces import isosurfaces_app
 from widgets.explorers.learned_models import learned_models_app
 from widgets.explorers.lr_transfer import lr_depth_app, lr_width_app
@@ -53,6 +54,13 @@ TOPICS: tuple[Topic, ...] = (
     Topic("06_flows.ipynb", "flows", flows_app, "steps", (1, 50, 0)),
     Topic("07_isosurfaces.ipynb", "isosurfaces", isosurfaces_app, "log2_lr", (-7, -3, 2)),
     Topic("08_learned_models.ipynb", "learned-models", learned_models_app, "steps", (2, 20, 0)),
+    Topic(
+        "09_inverse_problems.ipynb",
+        "inverse-problems",
+        inverse_problems_app,
+        "strength",
+        (0.5, 1.0, 0.5),
+    ),
 )
 
 

@@ -12,6 +12,7 @@ import torch
 from workbench.inverse.methods import INVERSE_METHODS, _check_count, check_strength
 from workbench.inverse.methods import sample_posterior as _sample_posterior
 from workbench.inverse.problems import InverseProblem
+from workbench.memo import memoized
 from workbench.metrics import sliced_wasserstein
 
 DRAWS = ("posterior", "prior")  # where the term is evaluated: p_t(x_t | y) or p_t(x_t)
@@ -69,7 +70,9 @@ REFERENCE_SIZE = 10_000  # exact draws the samples are compared with
 FLOOR_PAIRS = 6  # independent exact sets that make the floor
 
 
-def _reference(problem: InverseProblem, seed: int) -> torch.Tensor:
+@memoized("exact posterior references", maxsize=64)
+def reference_samples(problem: InverseProblem, seed: int = 0) -> torch.Tensor:
+    """The REFERENCE_SIZE exact posterior draws every distance is measured to."""
     return problem.posterior_samples(REFERENCE_SIZE, seed=10_000 + seed)
 
 
@@ -77,7 +80,7 @@ def sw_floor(problem: InverseProblem, n: int, seed: int = 0) -> dict:
     """SW2 of FLOOR_PAIRS independent exact sets of n draws against the reference set: the
     distance exact samples themselves reach (mode weights fluctuate binomially, which dominates
     on a bimodal posterior). {"floor": mean, "floor_max": largest}."""
-    reference = _reference(problem, seed)
+    reference = reference_samples(problem, seed)
     values = [
         sliced_wasserstein(
             problem.posterior_samples(n, seed=20_000 + seed + i), reference, seed=seed
@@ -96,7 +99,7 @@ def posterior_distance(samples: torch.Tensor, problem: InverseProblem, seed: int
             f"samples must have shape (N, {problem.prior.dim}) with N >= 2, got "
             f"{tuple(samples.shape)}"
         )
-    sw = sliced_wasserstein(samples, _reference(problem, seed), seed=seed)
+    sw = sliced_wasserstein(samples, reference_samples(problem, seed), seed=seed)
     return {"sw": sw, **sw_floor(problem, len(samples), seed)}
 
 
@@ -113,7 +116,7 @@ def distance_table(
     nfe, sw, floor, floor_max, ratio (sw / floor), diverged, message."""
     rows = []
     floor = sw_floor(problem, n, seed)
-    reference = _reference(problem, seed)
+    reference = reference_samples(problem, seed)
     for strength in strengths:
         for count in steps:
             run = _sample_posterior(
