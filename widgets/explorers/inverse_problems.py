@@ -54,7 +54,7 @@ def inverse_problems_explorer(smoke: bool = False, seed: int = 0) -> Explorer:
                 "guidance strength",
                 size.strengths[0],
                 size.strengths[-1],
-                1.0,
+                0.5,  # inside both sizes, with a stop above it to move to
                 stops=size.strengths,
             ),
             Choice("method", "method", {method_label(m): m for m in METHODS}, "dps"),

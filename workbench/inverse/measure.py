@@ -14,6 +14,7 @@ from workbench.inverse.methods import sample_posterior as _sample_posterior
 from workbench.inverse.problems import InverseProblem
 from workbench.memo import memoized
 from workbench.metrics import sliced_wasserstein
+from workbench.registry import check_choice
 
 DRAWS = ("posterior", "prior")  # where the term is evaluated: p_t(x_t | y) or p_t(x_t)
 
@@ -35,8 +36,7 @@ def guidance_term_error(
     spec = INVERSE_METHODS[method]
     strength = check_strength(strength)
     n = _check_count("n", n, 2)
-    if draws not in DRAWS:
-        raise ValueError(f"unknown draws {draws!r}; choose from {', '.join(DRAWS)}")
+    check_choice("draws", draws, DRAWS)
     term = spec.guidance(problem, strength)
     rows = []
     for t in levels:

@@ -122,10 +122,7 @@ def check_setting(problem_id: str, noise_std: float, method: str, smoke: bool) -
     if problem_id not in size.problems:
         raise unknown_choice("problem", problem_id, size.problems)
     if float(noise_std) not in size.noise_stds:
-        raise ValueError(
-            f"measurement noise {noise_std!r} is not computed; choose from "
-            f"{', '.join(map(str, size.noise_stds))}"
-        )
+        raise unknown_choice("measurement noise", noise_std, size.noise_stds)
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
 
@@ -191,11 +188,10 @@ def settings(smoke: bool) -> list[tuple]:
     return out
 
 
-@memoized("notebook 09's posterior table", maxsize=4)
-def posterior_table(smoke: bool, seed: int = 0) -> pd.DataFrame:
-    """Every offered run: its distance to the exact posterior and the floor."""
+def _rows(runs: Sequence[tuple], smoke: bool, seed: int) -> pd.DataFrame:
+    """A row per (problem, noise, method, strength, steps): its distance and the floor."""
     rows = []
-    for p, noise, m, s, k in settings(smoke):
+    for p, noise, m, s, k in runs:
         run = posterior_run(p, noise, m, s, k, smoke, seed)
         floor = floor_of(p, noise, inverse_size(smoke).n, seed)
         rows.append({"problem": p, "noise": noise, "method": m, "strength": s, "steps": k,
@@ -204,20 +200,45 @@ def posterior_table(smoke: bool, seed: int = 0) -> pd.DataFrame:
     return table.assign(ratio=table.sw / table.floor_max)
 
 
+@memoized("notebook 09's posterior table", maxsize=4)
+def posterior_table(smoke: bool, seed: int = 0) -> pd.DataFrame:
+    """Every offered run: its distance to the exact posterior and the floor."""
+    return _rows(settings(smoke), smoke, seed)
+
+
+@memoized("notebook 09's distance curves", maxsize=256)
+def distance_curves(problem_id: str, noise_std: float, steps: int, smoke: bool, seed: int = 0):
+    """The rows of one problem, noise and step count (every method and strength): what the
+    explorer's distance panel needs, without computing the other settings."""
+    here = [
+        r for r in settings(smoke) if r[0] == problem_id and r[1] == noise_std and r[4] == steps
+    ]
+    return _rows(here, smoke, seed)
+
+
 # ------------------------------------------------------------------ guidance-term errors
 def term_levels(smoke: bool) -> np.ndarray:
     return np.geomspace(*TERM_LEVELS, inverse_size(smoke).n_levels)
+
+
+@memoized("notebook 09's term slices", maxsize=256)
+def term_slice(problem_id: str, noise_std: float, strength: float, smoke: bool, seed: int = 0):
+    """Each approximation's guidance-term error per level at one problem, noise, strength."""
+    size, frames = inverse_size(smoke), []
+    for m in GUIDES:
+        frame = guidance_term_error(m, problem_at(problem_id, noise_std), strength,
+                                    term_levels(smoke), size.n_term, seed)  # fmt: skip
+        frames.append(frame.assign(problem=problem_id, noise=noise_std))
+    return pd.concat(frames, ignore_index=True)
 
 
 @memoized("notebook 09's term errors", maxsize=8)
 def term_errors(smoke: bool, seed: int = 0) -> pd.DataFrame:
     """Each approximation's guidance-term error per level, at every offered strength and
     noise, on exact draws of p_t(x_t | y); a `problem` and `noise` column."""
-    size, frames = inverse_size(smoke), []
-    for p, noise, m, s in itertools.product(size.problems, size.noise_stds, GUIDES, size.strengths):
-        frame = guidance_term_error(m, problem_at(p, noise), s, term_levels(smoke), size.n_term,
-                                    seed)  # fmt: skip
-        frames.append(frame.assign(problem=p, noise=noise))
+    size = inverse_size(smoke)
+    slices = itertools.product(size.problems, size.noise_stds, size.strengths)
+    frames = [term_slice(p, noise, s, smoke, seed) for p, noise, s in slices]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -295,16 +316,12 @@ def inverse_view(
     steps, strength = int(nearest(steps, size.steps)), float(nearest(strength, size.strengths))
     run = posterior_run(problem_id, noise_std, method, 1.0 if method == "exact" else strength,
                         steps, smoke, seed)  # fmt: skip
-    table = posterior_table(smoke, seed)
-    here = (table.problem == problem_id) & (table.noise == noise_std) & (table.steps == steps)
-    terms = term_errors(smoke, seed)
-    terms = terms[(terms.problem == problem_id) & (terms.noise == noise_std)
-                  & (terms.strength == strength)]  # fmt: skip
+    curves = distance_curves(problem_id, float(noise_std), steps, smoke, seed)
+    terms = term_slice(problem_id, float(noise_std), strength, smoke, seed)
     exact = reference_samples(problem_at(problem_id, noise_std), seed)[: size.n_shown].numpy()
     return InverseView(
         problem_id, noise_std, method, strength, steps, run, exact,
-        posterior_density(problem_id, noise_std), table[here].reset_index(drop=True),
-        terms.reset_index(drop=True),
+        posterior_density(problem_id, noise_std), curves, terms,
     )  # fmt: skip
 
 
